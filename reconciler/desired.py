@@ -293,7 +293,7 @@ def _article(type_name: Any) -> str:
         "1": "1",
     }
     if isinstance(type_name, list):
-        return " or ".join(names.get(t, t) for t in type_name)
+        return " or ".join(names.get(str(t), str(t)) for t in type_name)
     return names.get(str(type_name), str(type_name))
 
 

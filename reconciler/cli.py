@@ -1,0 +1,506 @@
+"""The command line: parse options, call the library, render the results.
+
+Exit codes: 0 success or nothing to do, 1 error, 2 changes or drift (plan
+with --detailed-exitcode only). Heavy modules are imported inside the
+commands so that `reconciler validate` starts fast enough for a pre-commit hook.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Annotated, NoReturn
+
+import typer
+
+from reconciler.errors import InvalidDesiredState, ReconcilerError
+from reconciler.redact import RedactingFilter, redact
+from reconciler.settings import DEFAULT_SCOPE, ConnectionSettings, build_settings
+
+if TYPE_CHECKING:
+    from reconciler.applier import ApplyResult
+    from reconciler.credentials import CredentialsFile
+    from reconciler.models import DesiredState
+    from reconciler.planner import Plan
+
+log = logging.getLogger("reconciler")
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_CHANGES = 2
+SANDBOX_STATE_FILE = ".reconciler-sandbox.sqlite3"
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    help="FreePBX extensions as code: validate, plan and apply extensions.yaml.",
+)
+
+FileOption = Annotated[
+    Path, typer.Option("--file", "-f", help="The desired-state file.")
+]
+UrlOption = Annotated[
+    str | None,
+    typer.Option(
+        envvar="FREEPBX_URL",
+        help="Base URL of the FreePBX web interface, e.g. https://pbx.example.com.",
+    ),
+]
+ClientIdOption = Annotated[
+    str | None,
+    typer.Option(
+        envvar="FREEPBX_CLIENT_ID",
+        help="OAuth2 client id of the API application. The secret is read from "
+        "FREEPBX_CLIENT_SECRET only, never from a flag.",
+    ),
+]
+ScopeOption = Annotated[
+    str, typer.Option(envvar="FREEPBX_SCOPE", help="OAuth2 scopes to request.")
+]
+CaBundleOption = Annotated[
+    str | None,
+    typer.Option(
+        envvar="FREEPBX_CA_BUNDLE",
+        help="CA bundle (PEM file) that verifies the PBX's TLS certificate.",
+    ),
+]
+ConnectTimeoutOption = Annotated[
+    float,
+    typer.Option(
+        envvar="FREEPBX_CONNECT_TIMEOUT", help="Seconds to wait for a connection."
+    ),
+]
+ReadTimeoutOption = Annotated[
+    float,
+    typer.Option(
+        envvar="FREEPBX_READ_TIMEOUT", help="Seconds to wait for each answer."
+    ),
+]
+AllowHttpOption = Annotated[
+    bool,
+    typer.Option(
+        "--allow-http",
+        help="Accept a plain http:// URL; the secret and token then cross the "
+        "network unencrypted.",
+    ),
+]
+SandboxOption = Annotated[
+    bool,
+    typer.Option(
+        "--sandbox",
+        help="Run against the built-in sandbox PBX, started in-process on "
+        f"127.0.0.1 with its state in ./{SANDBOX_STATE_FILE}.",
+    ),
+]
+DebugOption = Annotated[
+    bool,
+    typer.Option(
+        "--debug", help="Log each request and show tracebacks (secrets masked)."
+    ),
+]
+
+
+def main() -> None:
+    """Run the CLI; the console script's entry point."""
+    app()
+
+
+# --- validate -------------------------------------------------------------------
+
+
+@app.command()
+def validate(file: FileOption = Path("extensions.yaml")) -> None:
+    """Check the file against the schema and the rules a schema cannot state.
+
+    Every problem is printed as FILE:LINE:COLUMN: message; exit 1 if any.
+
+    Example: reconciler validate -f extensions.yaml
+    """
+    from reconciler.desired import load_desired_state
+
+    with _errors_reported(debug=False):
+        state = load_desired_state(file)
+    echo(f"{file}: valid, {_plural(len(state.extensions), 'extension')}.")
+
+
+# --- plan -----------------------------------------------------------------------
+
+
+@app.command()
+def plan(
+    file: FileOption = Path("extensions.yaml"),
+    url: UrlOption = None,
+    client_id: ClientIdOption = None,
+    scope: ScopeOption = DEFAULT_SCOPE,
+    ca_bundle: CaBundleOption = None,
+    connect_timeout: ConnectTimeoutOption = 10.0,
+    read_timeout: ReadTimeoutOption = 60.0,
+    allow_http: AllowHttpOption = False,
+    sandbox: SandboxOption = False,
+    detailed_exitcode: Annotated[
+        bool,
+        typer.Option(
+            "--detailed-exitcode",
+            help="Exit 2 when there is something to create or drift, 0 when not.",
+        ),
+    ] = False,
+    debug: DebugOption = False,
+) -> None:
+    """Read the PBX once and show what apply would create, drift and the rest.
+
+    Example: reconciler plan -f extensions.yaml --detailed-exitcode
+    """
+    from reconciler.desired import load_desired_state
+    from reconciler.render import render_plan
+
+    _setup_logging(debug)
+    with _errors_reported(debug):
+        desired = load_desired_state(file)
+        connection = _ConnectionOptions(
+            url, client_id, scope, ca_bundle, connect_timeout, read_timeout, allow_http
+        )
+        with _connection(sandbox, connection) as settings:
+            the_plan = _compute_plan(settings, desired)
+        echo(render_plan(the_plan, str(file), _target_name(settings, sandbox)))
+    if detailed_exitcode and the_plan.has_changes:
+        raise typer.Exit(EXIT_CHANGES)
+
+
+# --- apply ----------------------------------------------------------------------
+
+
+@app.command()
+def apply(
+    file: FileOption = Path("extensions.yaml"),
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Apply without asking for confirmation.")
+    ] = False,
+    credentials_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--credentials-out",
+            help="Write the PINs and passwords of created extensions to this new "
+            "file (CSV, mode 0600; an existing file is never overwritten).",
+        ),
+    ] = None,
+    reload_timeout: Annotated[
+        float,
+        typer.Option(
+            help="Seconds to wait for apply config to finish (a real FreePBX takes "
+            "from half a minute to several minutes)."
+        ),
+    ] = 600.0,
+    max_creates: Annotated[
+        int | None,
+        typer.Option(
+            help="Refuse to create more extensions than this (overrides max_creates "
+            "in the file)."
+        ),
+    ] = None,
+    url: UrlOption = None,
+    client_id: ClientIdOption = None,
+    scope: ScopeOption = DEFAULT_SCOPE,
+    ca_bundle: CaBundleOption = None,
+    connect_timeout: ConnectTimeoutOption = 10.0,
+    read_timeout: ReadTimeoutOption = 60.0,
+    allow_http: AllowHttpOption = False,
+    sandbox: SandboxOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """Create the missing extensions, apply config once, and verify the result.
+
+    Never updates or deletes. Exit 0 only when every extension was created,
+    apply config finished and a final read shows the desired state.
+
+    Example: reconciler apply -f extensions.yaml --yes --credentials-out new.csv
+    """
+    from reconciler.desired import load_desired_state
+
+    _setup_logging(debug)
+    if not yes and not sys.stdin.isatty():
+        fail("apply needs --yes when no terminal can confirm (CI); nothing was sent")
+    if reload_timeout <= 0:
+        fail("--reload-timeout must be a positive number of seconds")
+    with _errors_reported(debug):
+        desired = load_desired_state(file)
+        connection = _ConnectionOptions(
+            url, client_id, scope, ca_bundle, connect_timeout, read_timeout, allow_http
+        )
+        with _connection(sandbox, connection) as settings:
+            result = _apply(
+                settings,
+                desired,
+                file,
+                yes,
+                credentials_out,
+                reload_timeout,
+                max_creates,
+                sandbox,
+            )
+    if result is not None and not result.succeeded:
+        raise typer.Exit(EXIT_ERROR)
+
+
+def _apply(
+    settings: ConnectionSettings,
+    desired: DesiredState,
+    file: Path,
+    yes: bool,
+    credentials_out: Path | None,
+    reload_timeout: float,
+    max_creates: int | None,
+    sandbox: bool,
+) -> ApplyResult | None:
+    from reconciler import pbx
+    from reconciler.applier import ApplyOptions, apply_plan
+    from reconciler.client import FreePBXClient
+    from reconciler.credentials import check_secret_sources
+    from reconciler.planner import compute_plan
+    from reconciler.render import render_apply_result, render_create, render_plan
+
+    with FreePBXClient(settings) as client:
+        the_plan = compute_plan(desired, pbx.read_live_state(client))
+        echo(render_plan(the_plan, str(file), _target_name(settings, sandbox)))
+        if not the_plan.creates:
+            echo("Nothing to create; apply config not needed.")
+            return None
+        _check_max_creates(len(the_plan.creates), max_creates, desired.max_creates)
+        check_secret_sources(the_plan.creates)
+        if not yes and not typer.confirm(
+            f"Create {_plural(len(the_plan.creates), 'extension')}?", err=True
+        ):
+            fail("apply cancelled; nothing was created")
+
+        with (
+            _stop_on_interrupt() as stop,
+            _credentials_file(credentials_out) as credentials,
+        ):
+            options = ApplyOptions(
+                reload_timeout=reload_timeout,
+                credentials=credentials,
+                on_create=lambda done, total, r: echo(render_create(done, total, r)),
+                on_reload=echo,
+                stop_requested=stop,
+            )
+            result = apply_plan(client, the_plan, options)
+    echo(render_apply_result(result))
+    return result
+
+
+def _check_max_creates(count: int, flag: int | None, in_file: int | None) -> None:
+    limit = flag if flag is not None else in_file
+    if limit is not None and count > limit:
+        source = "--max-creates" if flag is not None else "max_creates in the file"
+        fail(
+            f"the plan creates {count} extensions, more than {limit} ({source}); "
+            "check FREEPBX_URL and the file, or raise the limit. Nothing was created"
+        )
+
+
+# --- sandbox ----------------------------------------------------------------------
+
+
+@app.command()
+def sandbox(
+    state_file: Annotated[
+        Path, typer.Option(help="SQLite file that keeps the sandbox's state.")
+    ] = Path(SANDBOX_STATE_FILE),
+    port: Annotated[
+        int, typer.Option(help="TCP port on 127.0.0.1; 0 picks a free one.")
+    ] = 8080,
+    freepbx_version: Annotated[
+        int, typer.Option(help="FreePBX version to emulate: 16 or 17.")
+    ] = 16,
+    reload_seconds: Annotated[
+        float, typer.Option(help="How long an emulated apply config takes.")
+    ] = 1.0,
+) -> None:
+    """Serve a FreePBX API emulator on 127.0.0.1 until Ctrl-C.
+
+    It prints its URL and client credentials. Example: reconciler sandbox --port 8080
+    """
+    from reconciler.sandbox.server import SandboxServer, serve_forever
+
+    if freepbx_version not in (16, 17):
+        fail("--freepbx-version must be 16 or 17")
+
+    def announce(server: SandboxServer) -> None:
+        # The sandbox's own throwaway credentials are printed on purpose: the
+        # user needs them to point the tool (or curl) at it.
+        typer.echo(f"Sandbox FreePBX {freepbx_version} API at {server.url}")
+        typer.echo(f"export FREEPBX_URL={server.url}")
+        typer.echo(f"export FREEPBX_CLIENT_ID={server.client_id}")
+        typer.echo(f"export FREEPBX_CLIENT_SECRET={server.client_secret}")
+        typer.echo("Use --allow-http with plan and apply. Ctrl-C stops it.")
+
+    serve_forever(
+        state_file,
+        freepbx_version=freepbx_version,
+        port=port,
+        reload_seconds=reload_seconds,
+        on_ready=announce,
+    )
+
+
+# --- shared helpers ---------------------------------------------------------------
+
+
+class _ConnectionOptions:
+    """The connection flags of plan and apply, as given."""
+
+    def __init__(
+        self,
+        url: str | None,
+        client_id: str | None,
+        scope: str,
+        ca_bundle: str | None,
+        connect_timeout: float,
+        read_timeout: float,
+        allow_http: bool,
+    ) -> None:
+        self.url = url
+        self.client_id = client_id
+        self.scope = scope
+        self.ca_bundle = ca_bundle
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.allow_http = allow_http
+
+    def settings(self) -> ConnectionSettings:
+        if (
+            self.url
+            and self.url.strip().lower().startswith("http://")
+            and self.allow_http
+        ):
+            log.warning(
+                "using plain http://: the client secret and token are not encrypted"
+            )
+        return build_settings(
+            self.url,
+            self.client_id,
+            os.environ.get("FREEPBX_CLIENT_SECRET"),
+            scope=self.scope,
+            ca_bundle=self.ca_bundle,
+            connect_timeout=self.connect_timeout,
+            read_timeout=self.read_timeout,
+            allow_http=self.allow_http,
+        )
+
+
+@contextmanager
+def _connection(
+    sandbox: bool, options: _ConnectionOptions
+) -> Iterator[ConnectionSettings]:
+    """Yield the settings of the real PBX, or of a sandbox started in-process."""
+    if not sandbox:
+        yield options.settings()
+        return
+    from reconciler.sandbox.server import SandboxServer
+
+    with SandboxServer(Path.cwd() / SANDBOX_STATE_FILE) as server:
+        yield ConnectionSettings(
+            url=server.url,
+            client_id=server.client_id,
+            client_secret=server.client_secret,
+            scope=options.scope,
+            connect_timeout=options.connect_timeout,
+            read_timeout=options.read_timeout,
+        )
+
+
+def _compute_plan(settings: ConnectionSettings, desired: DesiredState) -> Plan:
+    from reconciler import pbx
+    from reconciler.client import FreePBXClient
+    from reconciler.planner import compute_plan
+
+    with FreePBXClient(settings) as client:
+        live = pbx.read_live_state(client)
+    return compute_plan(desired, live)
+
+
+def _target_name(settings: ConnectionSettings, sandbox: bool) -> str:
+    return f"the sandbox PBX ({settings.url})" if sandbox else settings.url
+
+
+@contextmanager
+def _credentials_file(path: Path | None) -> Iterator[CredentialsFile | None]:
+    from reconciler.credentials import CredentialsFile
+
+    if path is None:
+        yield None
+        return
+    with CredentialsFile(path) as credentials:
+        yield credentials
+
+
+@contextmanager
+def _stop_on_interrupt() -> Iterator[Callable[[], bool]]:
+    """Turn the first Ctrl-C into a request to stop after the request in flight."""
+    requested = False
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        nonlocal requested
+        if requested:
+            raise KeyboardInterrupt
+        requested = True
+        echo(
+            "Stopping after the request in flight (Ctrl-C again to abort now)...",
+            err=True,
+        )
+
+    previous = signal.signal(signal.SIGINT, handle)
+    try:
+        yield lambda: requested
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _setup_logging(debug: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RedactingFilter())
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if debug else logging.WARNING)
+    # gql logs whole request bodies (PINs and passwords) at DEBUG.
+    logging.getLogger("gql").setLevel(logging.WARNING)
+    logging.getLogger("urllib3").setLevel(logging.DEBUG if debug else logging.WARNING)
+
+
+@contextmanager
+def _errors_reported(debug: bool) -> Iterator[None]:
+    """Turn a domain error into one line on stderr and exit code 1."""
+    try:
+        yield
+    except InvalidDesiredState as error:
+        for problem in error.problems:
+            echo(str(problem), err=True)
+        count = _plural(len(error.problems), "problem")
+        echo(f"{count} found; nothing was sent to the PBX.", err=True)
+        raise typer.Exit(EXIT_ERROR) from None
+    except ReconcilerError as error:
+        if debug:
+            log.debug("traceback of the error below", exc_info=True)
+        fail(str(error))
+
+
+def echo(text: str, *, err: bool = False) -> None:
+    """Write one line of output, with every known secret masked."""
+    typer.echo(redact(text), err=err)
+
+
+def fail(message: str) -> NoReturn:
+    echo(f"Error: {message}", err=True)
+    raise typer.Exit(EXIT_ERROR)
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"

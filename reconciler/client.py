@@ -1,0 +1,346 @@
+"""Speak to FreePBX: the OAuth2 token endpoint and the GraphQL endpoint.
+
+One token per run, reused; one HTTP session (connection reuse) for every
+request. Every FreePBX error shape becomes an ApiError or TokenError whose
+message is safe to show: no response body of the token endpoint, no secret.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, cast
+
+import requests
+from gql import Client, GraphQLRequest
+from gql.transport.exceptions import (
+    TransportConnectionFailed,
+    TransportProtocolError,
+    TransportQueryError,
+    TransportServerError,
+)
+from gql.transport.requests import RequestsHTTPTransport
+
+from reconciler.errors import (
+    ApiError,
+    OutcomeUnknown,
+    PbxUnreachable,
+    ReconcilerError,
+    TokenError,
+)
+from reconciler.redact import register_secret
+from reconciler.settings import ConnectionSettings
+
+log = logging.getLogger(__name__)
+
+# gql logs whole request bodies at DEBUG, variables (PINs, passwords) included.
+logging.getLogger("gql").setLevel(logging.WARNING)
+
+# Reads are retried after a network failure or an HTTP 5xx, with back-off.
+READ_ATTEMPTS = 3
+READ_BACKOFF_SECONDS = 0.5
+
+
+class _BearerAuth(requests.auth.AuthBase):
+    """Adds the current access token to each GraphQL request."""
+
+    def __init__(self) -> None:
+        self.token: str | None = None
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        if self.token is not None:
+            request.headers["Authorization"] = f"Bearer {self.token}"
+        return request
+
+
+class _Transport(RequestsHTTPTransport):
+    """The gql requests transport, keeping the last HTTP response for error reports."""
+
+    last_response: requests.Response | None = None
+
+    def _prepare_result(self, response: requests.Response) -> Any:
+        self.last_response = response
+        return super()._prepare_result(response)
+
+
+class FreePBXClient:
+    """A connection to one FreePBX's API, used as a context manager."""
+
+    def __init__(self, settings: ConnectionSettings) -> None:
+        self.settings = settings
+        self._auth = _BearerAuth()
+        self._transport = _Transport(
+            url=settings.graphql_url,
+            auth=self._auth,
+            verify=settings.verify,
+            # requests accepts a (connect, read) pair; gql passes it through.
+            timeout=cast(int, (settings.connect_timeout, settings.read_timeout)),
+        )
+        self._client = Client(transport=self._transport)
+        self._session: Any = None
+        self.request_counts: dict[str, int] = {}
+
+    def __enter__(self) -> FreePBXClient:
+        self._session = self._client.connect_sync()  # type: ignore[no-untyped-call]
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._client.close_sync()  # type: ignore[no-untyped-call]
+        self._session = None
+
+    # --- token -------------------------------------------------------------
+
+    def fetch_token(self) -> None:
+        """Request an access token with the client credentials grant."""
+        settings = self.settings
+        self._count("token")
+        log.debug("requesting a token from %s", settings.token_url)
+        session = self._transport.session
+        assert session is not None, "use FreePBXClient as a context manager"
+        try:
+            response = session.post(
+                settings.token_url,
+                data={"grant_type": "client_credentials", "scope": settings.scope},
+                auth=(settings.client_id, settings.client_secret),
+                verify=settings.verify,
+                timeout=(settings.connect_timeout, settings.read_timeout),
+            )
+        except requests.RequestException as error:
+            raise PbxUnreachable(
+                f"cannot reach the token endpoint {settings.token_url}: "
+                f"{_network_reason(error)}"
+            ) from None
+        self._auth.token = _token_from(response, settings)
+        register_secret(self._auth.token)
+
+    # --- GraphQL -----------------------------------------------------------
+
+    def query(self, operation: str, document: str, variables: dict[str, Any]) -> Any:
+        """Run a read; retry network failures and HTTP 5xx a bounded number of times."""
+        for attempt in range(1, READ_ATTEMPTS + 1):
+            try:
+                return self._execute(operation, document, variables)
+            except (PbxUnreachable, OutcomeUnknown, _ServerFailure) as error:
+                if attempt == READ_ATTEMPTS:
+                    raise _public(error) from None
+                delay = READ_BACKOFF_SECONDS * 2 ** (attempt - 1)
+                log.warning(
+                    "%s failed (%s); retrying in %.1f s", operation, error, delay
+                )
+                time.sleep(delay)
+        raise AssertionError("unreachable")
+
+    def mutate(self, operation: str, document: str, variables: dict[str, Any]) -> Any:
+        """Run a mutation once; it is never resent after it may have reached FreePBX."""
+        try:
+            return self._execute(operation, document, variables)
+        except _ServerFailure as error:
+            raise _public(error) from None
+
+    def _execute(self, operation: str, document: str, variables: dict[str, Any]) -> Any:
+        if self._auth.token is None:
+            self.fetch_token()
+        try:
+            return self._send(operation, document, variables)
+        except _AuthRejected:
+            # The token expired or was revoked: one new token, one more try.
+            log.info("FreePBX rejected the access token; requesting a new one")
+            self.fetch_token()
+            try:
+                return self._send(operation, document, variables)
+            except _AuthRejected as error:
+                raise ApiError(operation, str(error), error.http_status) from None
+
+    def _send(self, operation: str, document: str, variables: dict[str, Any]) -> Any:
+        request = GraphQLRequest(document, variable_values=variables)
+        self._count(operation)
+        self._transport.last_response = None
+        started = time.monotonic()
+        try:
+            result = self._session.execute(request)
+        except TransportQueryError as error:
+            raise ApiError(
+                operation, _first_message(error.errors), self._status()
+            ) from None
+        except TransportServerError as error:
+            raise self._server_error(operation, error) from None
+        except TransportProtocolError:
+            raise _ServerFailure(
+                operation, "the answer is not a GraphQL response", self._status()
+            ) from None
+        except TransportConnectionFailed as error:
+            raise _connection_error(
+                operation, error, self.settings.graphql_url
+            ) from None
+        finally:
+            elapsed = (time.monotonic() - started) * 1000
+            log.debug("%s: HTTP %s in %.0f ms", operation, self._status(), elapsed)
+        return result
+
+    def _server_error(self, operation: str, error: TransportServerError) -> Exception:
+        status = error.code
+        body = self._transport.last_response
+        oauth = _oauth_message(body.text) if body is not None else None
+        # FreePBX 15/16 answer 401; FreePBX 17 may answer 500 with the OAuth message.
+        if status == 401 or (status == 500 and oauth is not None):
+            return _AuthRejected(oauth or "HTTP 401", status)
+        if status is not None and status >= 500:
+            return _ServerFailure(operation, f"server error HTTP {status}", status)
+        return ApiError(operation, f"unexpected HTTP {status}", status)
+
+    def _status(self) -> int | None:
+        response = self._transport.last_response
+        return response.status_code if response is not None else None
+
+    def _count(self, kind: str) -> None:
+        self.request_counts[kind] = self.request_counts.get(kind, 0) + 1
+
+
+class _AuthRejected(ReconcilerError):
+    def __init__(self, message: str, http_status: int | None) -> None:
+        super().__init__(f"access token rejected: {message}")
+        self.http_status = http_status
+
+
+class _ServerFailure(ReconcilerError):
+    """An HTTP 5xx or a body that is not GraphQL: worth retrying for a read."""
+
+    def __init__(self, operation: str, message: str, http_status: int | None) -> None:
+        super().__init__(message)
+        self.api_error = ApiError(operation, message, http_status)
+
+
+def _public(error: Exception) -> Exception:
+    return error.api_error if isinstance(error, _ServerFailure) else error
+
+
+def _first_message(errors: Any) -> str:
+    if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+        message = errors[0].get("message")
+        if message:
+            return str(message)
+        return "FreePBX reported an error without a message"
+    return str(errors)
+
+
+def _oauth_message(text: str) -> str | None:
+    """Return the OAuth error text of an access-denied body, or None."""
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(body, dict):
+        return None
+    error = body.get("error")
+    if isinstance(error, dict):  # FreePBX 17 (Whoops): {"error": {"message": ...}}
+        message = str(error.get("message", ""))
+        return (
+            message
+            if "access token" in message.lower() or "oauth" in message.lower()
+            else None
+        )
+    if error == "access_denied":
+        hint = body.get("hint")
+        return (
+            f"{body.get('message', 'access denied')} ({hint})"
+            if hint
+            else "access denied"
+        )
+    return None
+
+
+def _token_from(response: requests.Response, settings: ConnectionSettings) -> str:
+    url = settings.token_url
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if response.status_code == 200 and isinstance(body, dict):
+        token = body.get("access_token")
+        if (
+            isinstance(token, str)
+            and token
+            and str(body.get("token_type", "")).lower() == "bearer"
+        ):
+            return token
+    raise TokenError(_token_failure(response.status_code, body, url, settings.scope))
+
+
+def _token_failure(status: int, body: Any, url: str, scope: str) -> str:
+    code = body.get("error") if isinstance(body, dict) else None
+    if code == "invalid_client":
+        return (
+            f"token request to {url} failed: invalid_client (HTTP {status}); check "
+            "FREEPBX_CLIENT_ID and FREEPBX_CLIENT_SECRET against the machine-to-machine "
+            "application in FreePBX's API admin page"
+        )
+    if code == "invalid_scope":
+        return (
+            f"token request to {url} failed: invalid_scope (HTTP {status}) for scope "
+            f"'{scope}'; allow these scopes on the FreePBX API application or pass "
+            "another --scope"
+        )
+    if isinstance(code, str):
+        return f"token request to {url} failed: {code} (HTTP {status})"
+    if status >= 500:
+        return (
+            f"token request to {url} failed: server error HTTP {status}; check the "
+            "FreePBX API module and its logs"
+        )
+    return (
+        f"token request to {url} failed: HTTP {status} without an OAuth2 answer; "
+        "check that FREEPBX_URL is the base URL of the FreePBX web interface and that "
+        "the API module is installed"
+    )
+
+
+def _connection_error(operation: str, error: Exception, url: str) -> ReconcilerError:
+    cause = error.__cause__
+    reason = _network_reason(cause) if isinstance(cause, Exception) else str(error)
+    if _was_not_sent(cause):
+        return PbxUnreachable(f"{operation}: cannot reach {url}: {reason}")
+    return OutcomeUnknown(f"{operation}: no answer from {url}: {reason}")
+
+
+def _was_not_sent(error: BaseException | None) -> bool:
+    """Tell whether a requests failure happened before the request left."""
+    if isinstance(
+        error, requests.exceptions.ConnectTimeout | requests.exceptions.SSLError
+    ):
+        return True
+    if isinstance(error, requests.exceptions.ConnectionError):
+        text = str(error)
+        return (
+            "NewConnectionError" in text
+            or "NameResolutionError" in text
+            or ("Failed to resolve" in text)
+        )
+    return False
+
+
+def _network_reason(error: Exception) -> str:
+    if isinstance(error, requests.exceptions.SSLError):
+        return "TLS certificate verification failed (pass --ca-bundle for a private CA)"
+    if isinstance(error, requests.exceptions.ConnectTimeout):
+        return "connection timed out"
+    if isinstance(error, requests.exceptions.ReadTimeout):
+        return "timed out waiting for the answer"
+    text = str(error)
+    if "NameResolutionError" in text or "Failed to resolve" in text:
+        return "host name not found (DNS)"
+    if "Connection refused" in text:
+        return "connection refused"
+    if "reset" in text.lower():
+        return "connection reset"
+    return "connection failed"
+
+
+ProgressCallback = Callable[[int, int], None]

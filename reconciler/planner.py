@@ -1,0 +1,115 @@
+"""Compare the desired state with the live state and compute the plan.
+
+The plan only ever creates: FreePBX's updateExtension deletes and re-creates an
+extension (voicemail and settings are lost), so differences on existing
+extensions are reported as drift and left alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from reconciler.models import (
+    DesiredExtension,
+    DesiredState,
+    LiveExtension,
+    LiveState,
+    same_text,
+)
+
+# Fields sent at creation that the GraphQL API cannot read back.
+UNREADABLE_FIELDS = (
+    "email",
+    "user manager groups",
+    "voicemail PIN",
+    "user manager password",
+    "caller ID",
+    "max contacts",
+)
+
+
+@dataclass(frozen=True)
+class FieldDrift:
+    """One readable field whose live value differs from the desired one."""
+
+    field: str
+    live: str | bool
+    desired: str | bool
+
+
+@dataclass(frozen=True)
+class Drift:
+    """An extension in both places whose readable fields differ."""
+
+    desired: DesiredExtension
+    live: LiveExtension
+    fields: tuple[FieldDrift, ...]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What an apply would do, and what it would leave alone, in a stable order."""
+
+    creates: tuple[DesiredExtension, ...]
+    drifts: tuple[Drift, ...]
+    unmanaged: tuple[LiveExtension, ...]
+    in_sync: int
+    # Numbers FreePBX lists more than once (two clients added one number at once).
+    duplicates: tuple[str, ...] = ()
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.creates or self.drifts)
+
+
+def compute_plan(desired: DesiredState, live: LiveState) -> Plan:
+    """Return the plan that turns ``live`` into ``desired`` by additions only."""
+    live_by_number = live.by_number()
+    creates = []
+    drifts = []
+    in_sync = 0
+    for extension in desired.extensions:
+        current = live_by_number.get(extension.extension)
+        if current is None:
+            creates.append(extension)
+            continue
+        differences = compare(extension, current)
+        if differences:
+            drifts.append(Drift(extension, current, differences))
+        else:
+            in_sync += 1
+
+    managed = {extension.extension for extension in desired.extensions}
+    unmanaged = [e for e in live.extensions if e.extension not in managed]
+    return Plan(
+        creates=tuple(sorted(creates, key=_number_order)),
+        drifts=tuple(sorted(drifts, key=lambda d: _number_order(d.desired))),
+        unmanaged=tuple(sorted(unmanaged, key=_number_order)),
+        in_sync=in_sync,
+        duplicates=live.duplicates,
+    )
+
+
+def compare(desired: DesiredExtension, live: LiveExtension) -> tuple[FieldDrift, ...]:
+    """Return the readable fields whose live value differs from the desired one."""
+    wanted = desired.readable_fields()
+    actual = live.readable_fields()
+    differences = []
+    for field, desired_value in wanted.items():
+        live_value = actual[field]
+        if isinstance(desired_value, str) and isinstance(live_value, str):
+            equal = same_text(live_value, desired_value)
+        else:
+            equal = live_value == desired_value
+        if not equal:
+            differences.append(FieldDrift(field, live_value, desired_value))
+    return tuple(differences)
+
+
+def _number_order(extension: DesiredExtension | LiveExtension) -> tuple[int, int, str]:
+    # Numeric order, with the text as a tie-break ("0212" before "212"). FreePBX
+    # also holds numbers such as "+5094" or " 5092"; they sort last, by text.
+    number = extension.extension
+    if number.isdigit():
+        return (0, int(number), number)
+    return (1, 0, number)

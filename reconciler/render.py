@@ -1,0 +1,187 @@
+"""Text output of plans and apply results: stable order, plain words, no secrets."""
+
+from __future__ import annotations
+
+from reconciler.applier import ApplyResult, CreateResult, ReloadResult
+from reconciler.models import DesiredExtension
+from reconciler.planner import UNREADABLE_FIELDS, Plan
+
+ADDITIONS_ONLY_NOTE = (
+    "  Drift is reported only: apply creates missing extensions and never changes "
+    "or deletes existing ones\n"
+    "  (FreePBX's update deletes and re-creates an extension, losing voicemail and "
+    "settings)."
+)
+
+
+def render_plan(plan: Plan, source: str, target: str) -> str:
+    """Return the plan as text: creates, drift, unmanaged, then the summary."""
+    lines = [f"Plan for {source} against {target}", ""]
+    lines += _creates_section(plan)
+    lines += _drift_section(plan)
+    lines += _unmanaged_section(plan)
+    lines += _duplicates_section(plan)
+    if plan.creates:
+        lines.append(
+            "Not compared: " + ", ".join(UNREADABLE_FIELDS) + " cannot be read back "
+            "through the FreePBX GraphQL API; they are sent only when an extension is "
+            "created."
+        )
+        lines.append("")
+    lines.append(plan_summary(plan))
+    return "\n".join(lines)
+
+
+def plan_summary(plan: Plan) -> str:
+    return (
+        f"Plan: {len(plan.creates)} to create, {len(plan.drifts)} drifted, "
+        f"{len(plan.unmanaged)} unmanaged, {plan.in_sync} in sync."
+    )
+
+
+def _creates_section(plan: Plan) -> list[str]:
+    if not plan.creates:
+        return ["Nothing to create: every extension in the file exists on the PBX.", ""]
+    lines = [f"Create ({len(plan.creates)}):"]
+    for extension in plan.creates:
+        lines.append(f"  + {extension.extension}  {extension.name}")
+        lines += [
+            f"      {name}: {value}" for name, value in creation_fields(extension)
+        ]
+    return [*lines, ""]
+
+
+def creation_fields(extension: DesiredExtension) -> list[tuple[str, str]]:
+    """Return the fields an addExtension will send, secrets described, not shown."""
+    fields = [
+        ("email", extension.email),
+        ("tech", extension.tech),
+        ("outbound caller ID", _or_none(extension.outbound_cid)),
+        ("emergency caller ID", _or_none(extension.emergency_cid)),
+    ]
+    if extension.caller_id is not None:
+        fields.append(("caller ID", extension.caller_id))
+    if extension.voicemail:
+        fields.append(("voicemail", f"on, PIN {extension.voicemail_pin.describe()}"))
+    else:
+        fields.append(("voicemail", "off"))
+    if extension.user_manager:
+        groups = ",".join(extension.user_manager_groups) or "FreePBX default"
+        password = extension.user_manager_password.describe()
+        fields.append(("user manager", f"on, groups {groups}, password {password}"))
+    else:
+        fields.append(("user manager", "off"))
+    if extension.max_contacts is not None:
+        fields.append(("max contacts", str(extension.max_contacts)))
+    return fields
+
+
+def _or_none(value: str) -> str:
+    return f'"{value}"' if value else "(none)"
+
+
+def _drift_section(plan: Plan) -> list[str]:
+    if not plan.drifts:
+        return []
+    lines = [f"Drift ({len(plan.drifts)}):"]
+    for drift in plan.drifts:
+        lines.append(f"  ~ {drift.desired.extension}  {drift.desired.name}")
+        for field in drift.fields:
+            lines.append(
+                f"      {field.field}: live {_value(field.live)}, "
+                f"file {_value(field.desired)}"
+            )
+    return [*lines, ADDITIONS_ONLY_NOTE, ""]
+
+
+def _value(value: str | bool) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return f'"{value}"'
+
+
+def _unmanaged_section(plan: Plan) -> list[str]:
+    if not plan.unmanaged:
+        return []
+    lines = [
+        f"Unmanaged ({len(plan.unmanaged)}, on the PBX but not in the file; left alone):"
+    ]
+    lines += [f"  ? {live.extension}  {live.name}" for live in plan.unmanaged]
+    return [*lines, ""]
+
+
+def _duplicates_section(plan: Plan) -> list[str]:
+    if not plan.duplicates:
+        return []
+    numbers = ", ".join(plan.duplicates)
+    return [
+        f"Warning: FreePBX lists these extensions more than once: {numbers}. Two "
+        "clients added the same number at the same moment; delete and re-create it "
+        "in the FreePBX web interface.",
+        "",
+    ]
+
+
+def render_create(done: int, total: int, result: CreateResult) -> str:
+    extension = result.extension
+    text = f"[{done}/{total}] {extension.extension} {extension.name}: {result.status}"
+    if result.status != "created" and result.message:
+        text += f" ({result.message})"
+    return text
+
+
+def render_apply_result(result: ApplyResult) -> str:
+    """Return the final report: created, failed, not attempted, reload, verification."""
+    lines = []
+    failed = [r for r in result.creates if r.status == "failed"]
+    skipped = [r for r in result.creates if r.status == "not attempted"]
+    if failed:
+        lines.append(f"Failed ({len(failed)}):")
+        lines += [
+            f"  ! {r.extension.extension}  {r.extension.name}: {r.message}"
+            for r in failed
+        ]
+    if skipped:
+        lines.append(f"Not attempted ({len(skipped)}):")
+        lines += [f"  - {r.extension.extension}  {r.extension.name}" for r in skipped]
+    if result.interrupted:
+        lines.append("Interrupted: stopped after the request in flight.")
+    lines.append(_reload_line(result.reload))
+    lines += _verification_lines(result)
+    lines.append(
+        f"Apply: {result.count('created')} created, "
+        f"{result.count('already present')} already present, {len(failed)} failed, "
+        f"{len(skipped)} not attempted; apply config {result.reload.status}; "
+        f"{len(result.not_converged)} not converged."
+    )
+    return "\n".join(lines)
+
+
+def _reload_line(reload: ReloadResult) -> str:
+    if reload.status == "not needed":
+        return "Apply config: not needed (nothing was created)."
+    transaction = (
+        f" (transaction {reload.transaction_id})" if reload.transaction_id else ""
+    )
+    text = f"Apply config: {reload.status}{transaction}"
+    if reload.seconds:
+        text += f" after {reload.seconds:.1f} s"
+    if reload.details:
+        text += f": {reload.details}"
+    if reload.status == "timed out":
+        text += (
+            "; raise --reload-timeout or check the reload in the FreePBX web interface"
+        )
+    return text + "."
+
+
+def _verification_lines(result: ApplyResult) -> list[str]:
+    if result.verify_error:
+        return [f"Verification failed: {result.verify_error}"]
+    if not result.not_converged:
+        return []
+    lines = [f"Not converged ({len(result.not_converged)}):"]
+    lines += [
+        f"  ! {e.extension}  {e.name}: {reason}" for e, reason in result.not_converged
+    ]
+    return lines

@@ -110,7 +110,7 @@ DebugOption = Annotated[
 
 def main() -> None:
     """Run the CLI; the console script's entry point."""
-    app()
+    app(prog_name="reconciler")
 
 
 # --- validate -------------------------------------------------------------------

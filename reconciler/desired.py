@@ -314,6 +314,8 @@ def _build_state(parsed: ParsedYaml, name: str) -> tuple[DesiredState, list[Prob
     defaults = document.get("defaults", {})
     problems = _text_problems(parsed, name)
     problems += _template_problems(defaults, parsed, name)
+    if problems:
+        return DesiredState(path=name, extensions=()), problems
 
     extensions = []
     first_line_of: dict[str, int] = {}

@@ -1,0 +1,316 @@
+"""The sandbox PBX: an HTTP server on 127.0.0.1 that answers like FreePBX's API.
+
+It serves the token endpoint and the GraphQL endpoint of a FreePBX 16 (or of
+the FreePBX 17 snapshot with `freepbx_version=17`) from a SQLite state file,
+so extensions, applications, tokens and reloads survive a restart.
+
+    with SandboxServer(tmp_path / "pbx.sqlite3") as pbx:
+        requests.post(pbx.url + "/admin/api/api/token", ...)
+"""
+
+from __future__ import annotations
+
+import logging
+import pathlib
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from urllib.parse import urlsplit
+
+from reconciler.sandbox.exchange import HttpRequest, HttpResponse
+from reconciler.sandbox.graphql_endpoint import (
+    METHOD_NOT_ALLOWED_PAGE,
+    handle_graphql_request,
+)
+from reconciler.sandbox.oauth import (
+    handle_token_request,
+    issue_access_token,
+    new_client_credentials,
+)
+from reconciler.sandbox.pbx import Pbx, PbxSettings, load_signing_key
+from reconciler.sandbox.store import Application, Store
+from reconciler.sandbox.tokens import TOKEN_LIFETIME_SECONDS, secret_sha256
+
+logger = logging.getLogger(__name__)
+
+# The sandbox never listens on another address: it has no real security.
+LOOPBACK = "127.0.0.1"
+TOKEN_PATH = "/admin/api/api/token"
+GRAPHQL_PATH = "/admin/api/api/gql"
+SUPPORTED_VERSIONS = (16, 17)
+
+# Scopes of the application created with a new state file, as on the
+# recorded FreePBX 16.
+DEFAULT_ALLOWED_SCOPES = "gql:core gql:framework"
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """One served HTTP request; `operation` is "token", a GraphQL root field or None."""
+
+    method: str
+    path: str
+    status: int
+    operation: str | None
+
+
+class SandboxServer:
+    """A FreePBX API emulator serving one state file on 127.0.0.1.
+
+    `client_id` and `client_secret` belong to the application created with
+    the state file. `requests` lists every request served, in order.
+    """
+
+    def __init__(
+        self,
+        state_file: pathlib.Path,
+        *,
+        freepbx_version: int = 16,
+        port: int = 0,
+        reload_seconds: float = 1.0,
+        asterisk_version: int = 21,
+        sip_driver: str = "chan_pjsip",
+        extension_limit: int | None = None,
+    ) -> None:
+        if freepbx_version not in SUPPORTED_VERSIONS:
+            raise ValueError(
+                f"freepbx_version {freepbx_version} is not emulated; use 16 or 17"
+            )
+        settings = PbxSettings(
+            freepbx_version=freepbx_version,
+            reload_seconds=reload_seconds,
+            asterisk_version=asterisk_version,
+            sip_driver=sip_driver,
+            extension_limit=extension_limit,
+        )
+        self.state_file = pathlib.Path(state_file)
+        self.port = port
+        self.url = ""
+        self.requests: list[RequestRecord] = []
+        self._requests_lock = threading.Lock()
+        self._store = Store(self.state_file)
+        self._pbx = Pbx(self._store, load_signing_key(self._store), settings)
+        application = self._default_application()
+        self.client_id = application.client_id
+        self.client_secret = application.client_secret
+        self._httpd: _SandboxHttpServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> SandboxServer:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Serve in a daemon thread on 127.0.0.1:port; port 0 picks a free one."""
+        httpd = _SandboxHttpServer((LOOPBACK, self.port), _Handler)
+        httpd.sandbox = self
+        self._httpd = httpd
+        self.url = f"http://{LOOPBACK}:{httpd.server_address[1]}"
+        self._thread = threading.Thread(
+            target=httpd.serve_forever, name="freepbx-sandbox", daemon=True
+        )
+        self._thread.start()
+        logger.info(
+            "sandbox FreePBX %d serving %s at %s",
+            self._pbx.version,
+            self.state_file,
+            self.url,
+        )
+
+    def stop(self) -> None:
+        """Stop serving and close the state file."""
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        self._store.close()
+        logger.info("sandbox at %s stopped", self.url)
+
+    def add_application(self, allowed_scopes: str) -> tuple[str, str]:
+        """Add a client_credentials application; return (client_id, client_secret)."""
+        client_id, client_secret = new_client_credentials()
+        self._store.add_application(
+            client_id, client_secret, secret_sha256(client_secret), allowed_scopes
+        )
+        return client_id, client_secret
+
+    def issue_token(
+        self,
+        client_id: str,
+        scopes: list[str],
+        *,
+        expired: bool = False,
+        revoked: bool = False,
+    ) -> str:
+        """Issue an access token without the token endpoint, for tests.
+
+        `expired` makes a validly signed token whose exp is an hour past.
+        `revoked` makes a token whose claims are valid but whose database
+        row has expired, which FreePBX reports as revoked.
+        """
+        application = self._store.find_application(client_id)
+        if application is None:
+            raise ValueError(
+                f"client_id {client_id} is not an application of this sandbox"
+            )
+        now = int(self._pbx.clock())
+        issued_at = now - 2 * TOKEN_LIFETIME_SECONDS if expired else now
+        row_expiry = now - 1.0 if revoked else None
+        return issue_access_token(
+            self._pbx,
+            application,
+            scopes,
+            LOOPBACK,
+            issued_at=issued_at,
+            row_expiry=row_expiry,
+        )
+
+    def handle(self, request: HttpRequest) -> HttpResponse:
+        """Answer one request and record it."""
+        response = self._route(request)
+        record = RequestRecord(
+            request.method, request.path, response.status, response.operation
+        )
+        with self._requests_lock:
+            self.requests.append(record)
+        return response
+
+    def _route(self, request: HttpRequest) -> HttpResponse:
+        if request.path == GRAPHQL_PATH:
+            return handle_graphql_request(request, self._pbx)
+        if request.path == TOKEN_PATH and request.method == "POST":
+            return handle_token_request(request, self._pbx)
+        if request.path == TOKEN_PATH:
+            return _html(405, METHOD_NOT_ALLOWED_PAGE, "token")
+        # NOTE: FreePBX answers other paths from its web GUI; not emulated.
+        return _html(404, "<html><body><h1>Not Found</h1></body></html>", None)
+
+    def _default_application(self) -> Application:
+        application = self._store.default_application()
+        if application is not None:
+            return application
+        client_id, client_secret = new_client_credentials()
+        return self._store.add_application(
+            client_id,
+            client_secret,
+            secret_sha256(client_secret),
+            DEFAULT_ALLOWED_SCOPES,
+            is_default=True,
+        )
+
+
+def serve_forever(
+    state_file: pathlib.Path,
+    *,
+    freepbx_version: int,
+    port: int,
+    reload_seconds: float,
+    on_ready: Callable[[SandboxServer], None] | None = None,
+) -> None:
+    """Serve a sandbox until KeyboardInterrupt, then stop it and return.
+
+    `on_ready` is called once the server listens, so the caller can show its
+    URL and credentials.
+    """
+    server = SandboxServer(
+        state_file,
+        freepbx_version=freepbx_version,
+        port=port,
+        reload_seconds=reload_seconds,
+    )
+    server.start()
+    try:
+        if on_ready is not None:
+            on_ready(server)
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        logger.info("sandbox interrupted")
+    finally:
+        server.stop()
+
+
+def _html(status: int, page: str, operation: str | None) -> HttpResponse:
+    headers = (
+        ("Cache-Control", "no-store, no-cache, must-revalidate"),
+        ("Pragma", "no-cache"),
+        ("Content-type", "text/html;charset=UTF-8"),
+    )
+    return HttpResponse(status, headers, page.encode(), operation)
+
+
+class _SandboxHttpServer(ThreadingHTTPServer):
+    daemon_threads = True
+    sandbox: SandboxServer
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _SandboxHttpServer
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        self._serve()
+
+    def do_POST(self) -> None:
+        self._serve()
+
+    def do_PUT(self) -> None:
+        self._serve()
+
+    def do_DELETE(self) -> None:
+        self._serve()
+
+    def do_PATCH(self) -> None:
+        self._serve()
+
+    def do_HEAD(self) -> None:
+        self._serve()
+
+    def _serve(self) -> None:
+        request = self._read_request()
+        try:
+            response = self.server.sandbox.handle(request)
+        except Exception:
+            logger.exception("sandbox failed on %s %s", request.method, request.path)
+            response = HttpResponse(
+                500, (("Content-Type", "text/plain"),), b"sandbox error"
+            )
+        self._write_response(response)
+
+    def _read_request(self) -> HttpRequest:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length > 0 else b""
+        headers: dict[str, str] = {}
+        for name, value in self.headers.items():
+            headers.setdefault(name.lower(), value)
+        url = urlsplit(self.path)
+        return HttpRequest(
+            self.command, url.path, url.query, headers, body, self.client_address[0]
+        )
+
+    def _write_response(self, response: HttpResponse) -> None:
+        self.send_response(response.status)
+        for name, value in response.headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(response.body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(response.body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        # Request lines carry no secrets: tokens travel in headers and bodies.
+        logger.debug("%s - %s", self.address_string(), format % args)

@@ -135,7 +135,7 @@ def _create_one(
         if error.server_message == pbx.ALREADY_IN_USE:
             # Another client created it since our read; verification checks it.
             return CreateResult(extension, "already present", error.server_message)
-        log.warning("extension %s: %s", extension.extension, error)
+        log.info("extension %s: %s", extension.extension, error)
         return CreateResult(extension, "failed", error.server_message)
     except OutcomeUnknown as error:
         return _settle_unknown(client, extension, secrets, options, str(error))

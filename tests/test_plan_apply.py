@@ -38,7 +38,9 @@ def test_plan_lists_creates_on_empty_pbx(pbx_env: SandboxServer) -> None:
     assert "      email: zoe.orsted@nordlicht.example" in out
     assert "      voicemail: on, PIN random" in out
     assert out.count("Not compared:") == 1
-    assert out.rstrip().endswith("Plan: 13 to create, 0 drifted, 0 unmanaged, 0 in sync.")
+    assert out.rstrip().endswith(
+        "Plan: 13 to create, 0 drifted, 0 unmanaged, 0 in sync."
+    )
     assert operations(pbx_env) == ["token", "fetchAllExtensions"]
 
 
@@ -48,7 +50,9 @@ def test_plan_creates_in_number_order(pbx_env: SandboxServer) -> None:
     assert numbers == ["0212", *[str(n) for n in range(4001, 4013)]]
 
 
-def test_apply_creates_then_nothing_to_do(pbx_env: SandboxServer, tmp_path: Path) -> None:
+def test_apply_creates_then_nothing_to_do(
+    pbx_env: SandboxServer, tmp_path: Path
+) -> None:
     code, out, err = apply(EXAMPLE)
     assert code == 0, out + err
     assert "Apply: 13 created, 0 already present, 0 failed, 0 not attempted; " in out
@@ -75,7 +79,9 @@ def test_second_apply_sends_no_write(pbx_env: SandboxServer) -> None:
     assert later == ["token", "fetchAllExtensions"]
 
 
-def test_plan_reports_drift_and_unmanaged(pbx_env: SandboxServer, tmp_path: Path) -> None:
+def test_plan_reports_drift_and_unmanaged(
+    pbx_env: SandboxServer, tmp_path: Path
+) -> None:
     apply(write_yaml(tmp_path, TWO))
     changed = write_yaml(
         tmp_path,
@@ -97,7 +103,9 @@ extensions:
     assert "Plan: 0 to create, 1 drifted, 1 unmanaged, 0 in sync." in out
 
 
-def test_angle_brackets_in_name_not_drift(pbx_env: SandboxServer, tmp_path: Path) -> None:
+def test_angle_brackets_in_name_not_drift(
+    pbx_env: SandboxServer, tmp_path: Path
+) -> None:
     path = write_yaml(tmp_path, TWO)
     apply(path)
     code, out, _ = plan(path, "--detailed-exitcode")
@@ -113,10 +121,13 @@ def test_apply_without_yes_needs_terminal(pbx_env: SandboxServer) -> None:
 
 def test_invalid_file_sends_nothing(pbx_env: SandboxServer, tmp_path: Path) -> None:
     path = write_yaml(tmp_path, "version: 1\nextensions:\n  - {extension: 0212}\n")
-    for command in ("plan", "apply"):
-        result = run_cli(command, "-f", str(path), "--allow-http", "--yes")
+    for command in (["plan"], ["apply", "--yes"]):
+        result = run_cli(*command, "-f", str(path), "--allow-http")
         assert result.exit_code == 1
-        assert f"{path}:3:18:" in result.stderr
+        assert "reads 0212 as an octal number 138" in result.stderr
+        assert (
+            f"{path}:3:5: extensions[0]: missing required key 'email'" in result.stderr
+        )
     assert pbx_env.requests == []
 
 
@@ -128,9 +139,13 @@ def test_http_url_refused_without_flag(pbx_env: SandboxServer) -> None:
     assert pbx_env.requests == []
 
 
-def test_failed_item_does_not_stop_apply(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_item_does_not_stop_apply(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # FreePBX 17 rejects tech sip when Asterisk runs chan_pjsip.
-    with SandboxServer(tmp_path / "pbx.sqlite3", freepbx_version=17, reload_seconds=0.2) as server:
+    with SandboxServer(
+        tmp_path / "pbx.sqlite3", freepbx_version=17, reload_seconds=0.2
+    ) as server:
         monkeypatch.setenv("FREEPBX_URL", server.url)
         monkeypatch.setenv("FREEPBX_CLIENT_ID", server.client_id)
         monkeypatch.setenv("FREEPBX_CLIENT_SECRET", server.client_secret)
@@ -146,7 +161,10 @@ extensions:
         code, out, err = apply(path)
         ops = operations(server)
     assert code == 1
-    assert "[2/3] 102 Old Phone: failed (The existing driver not support this" in out
+    assert (
+        "[2/3] 102 Old Phone: failed (The installed version of Asterisk does not "
+        "support chan_sip. Please use pjsip instead)" in out
+    )
     assert "[3/3] 103 Cid: created" in out
     assert "Failed (1):" in out
     assert "Apply: 2 created, 0 already present, 1 failed, 0 not attempted;" in out
@@ -154,7 +172,9 @@ extensions:
     assert ops.count("doreload") == 1
 
 
-def test_credentials_file_mode_and_content(pbx_env: SandboxServer, tmp_path: Path) -> None:
+def test_credentials_file_mode_and_content(
+    pbx_env: SandboxServer, tmp_path: Path
+) -> None:
     target = tmp_path / "new-hires.csv"
     code, out, err = apply(write_yaml(tmp_path, TWO), "--credentials-out", str(target))
     assert code == 0, out + err
@@ -172,7 +192,9 @@ def test_credentials_file_mode_and_content(pbx_env: SandboxServer, tmp_path: Pat
     assert fields[5] not in out + err
 
 
-def test_credentials_file_never_overwritten(pbx_env: SandboxServer, tmp_path: Path) -> None:
+def test_credentials_file_never_overwritten(
+    pbx_env: SandboxServer, tmp_path: Path
+) -> None:
     target = tmp_path / "new-hires.csv"
     target.write_text("keep me\n", encoding="utf-8")
     code, _, err = apply(write_yaml(tmp_path, TWO), "--credentials-out", str(target))
@@ -205,11 +227,16 @@ extensions:
     )
     code, _, err = apply(path)
     assert code == 1
-    assert "extension 4001: the voicemail PIN comes from $PIN_4001, which is not set" in err
+    assert (
+        "extension 4001: the voicemail PIN comes from $PIN_4001, which is not set"
+        in err
+    )
     assert "addExtension" not in operations(pbx_env)
 
 
-def test_sandbox_flag_runs_in_working_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sandbox_flag_runs_in_working_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     shutil.copy(EXAMPLE, tmp_path / "extensions.yaml")
     shutil.copytree(SCHEMA_DIR, tmp_path / "schema")
     monkeypatch.chdir(tmp_path)

@@ -1,3 +1,3 @@
-"""FreePBX extensions as code: plan and apply extensions.yaml through the GraphQL API."""
+"""FreePBX extensions as code: plan and apply extensions.yaml over the GraphQL API."""
 
 __version__ = "0.1.0"

@@ -279,7 +279,8 @@ def _token_failure(status: int, body: Any, url: str, scope: str) -> str:
     if code == "invalid_client":
         return (
             f"token request to {url} failed: invalid_client (HTTP {status}); check "
-            "FREEPBX_CLIENT_ID and FREEPBX_CLIENT_SECRET against the machine-to-machine "
+            "FREEPBX_CLIENT_ID and FREEPBX_CLIENT_SECRET against the "
+            "machine-to-machine "
             "application in FreePBX's API admin page"
         )
     if code == "invalid_scope":

@@ -257,7 +257,10 @@ def _number_message(value: Any, text: str | None) -> str:
             f'quote it to keep the digits: "{text}"'
         )
     if isinstance(value, float):
-        return f"YAML reads {text} as the decimal number {value}; write digits only, in quotes"
+        return (
+            f"YAML reads {text} as the decimal number {value}; "
+            "write digits only, in quotes"
+        )
     if isinstance(value, str):
         return f"'{value}' must be digits only (at most 20)"
     if isinstance(value, int) and value < 0:

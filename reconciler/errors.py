@@ -54,4 +54,4 @@ class PbxUnreachable(ReconcilerError):
 
 
 class OutcomeUnknown(ReconcilerError):
-    """A request was sent but no response arrived, so its effect on the PBX is unknown."""
+    """A request was sent but no response came, so its effect on the PBX is unknown."""

@@ -32,7 +32,7 @@ class ExtensionSecrets:
 
 
 def read_live_state(client: FreePBXClient) -> LiveState:
-    """Read every extension once; a failed or partial read raises, never returns empty."""
+    """Read every extension once; a failed or partial read raises, never reads empty."""
     data = client.query("fetchAllExtensions", operations.FETCH_ALL_EXTENSIONS, {})
     listing = _payload(data, "fetchAllExtensions")
     items = listing.get("extension")

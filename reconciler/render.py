@@ -104,7 +104,8 @@ def _unmanaged_section(plan: Plan) -> list[str]:
     if not plan.unmanaged:
         return []
     lines = [
-        f"Unmanaged ({len(plan.unmanaged)}, on the PBX but not in the file; left alone):"
+        f"Unmanaged ({len(plan.unmanaged)}, on the PBX but not in the file; "
+        "left alone):"
     ]
     lines += [f"  ? {live.extension}  {live.name}" for live in plan.unmanaged]
     return [*lines, ""]

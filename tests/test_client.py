@@ -108,12 +108,12 @@ def pbx_secrets() -> freepbx.ExtensionSecrets:
 
 
 def test_freepbx17_errors_with_http_200(tmp_path: Path) -> None:
-    with SandboxServer(tmp_path / "pbx.sqlite3", freepbx_version=17) as server:
-        with (
-            FreePBXClient(settings_for(server)) as client,
-            pytest.raises(ApiError) as caught,
-        ):
-            client.query("noSuchField", "query { noSuchField }", {})
+    with (
+        SandboxServer(tmp_path / "pbx.sqlite3", freepbx_version=17) as server,
+        FreePBXClient(settings_for(server)) as client,
+        pytest.raises(ApiError) as caught,
+    ):
+        client.query("noSuchField", "query { noSuchField }", {})
     assert caught.value.http_status == 200
     assert 'Cannot query field "noSuchField" on type "Query".' in str(caught.value)
 

@@ -158,7 +158,7 @@ extensions:
   - {extension: "103", name: Cid, email: cid@example.com}
 """,
         )
-        code, out, err = apply(path)
+        code, out, _ = apply(path)
         ops = operations(server)
     assert code == 1
     assert (

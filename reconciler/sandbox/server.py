@@ -117,8 +117,12 @@ class SandboxServer:
         httpd.sandbox = self
         self._httpd = httpd
         self.url = f"http://{LOOPBACK}:{httpd.server_address[1]}"
+        # A short poll interval keeps stop() quick; shutdown waits for one poll.
         self._thread = threading.Thread(
-            target=httpd.serve_forever, name="freepbx-sandbox", daemon=True
+            target=httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="freepbx-sandbox",
+            daemon=True,
         )
         self._thread.start()
         logger.info(

@@ -13,6 +13,7 @@ import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Annotated, NoReturn
@@ -26,8 +27,9 @@ from reconciler.settings import DEFAULT_SCOPE, ConnectionSettings, build_setting
 if TYPE_CHECKING:
     from reconciler.applier import ApplyResult
     from reconciler.credentials import CredentialsFile
-    from reconciler.models import DesiredState
+    from reconciler.models import DesiredState, LiveState
     from reconciler.planner import Plan
+    from reconciler.saved_plan import SavedPlan
 
 log = logging.getLogger("reconciler")
 
@@ -152,6 +154,20 @@ def plan(
             help="Exit 2 when there is something to create or drift, 0 when not.",
         ),
     ] = False,
+    output_format: Annotated[
+        str,
+        typer.Option(
+            "--format", help="Output format: text, json (versioned) or markdown."
+        ),
+    ] = "text",
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Also save the plan with fingerprints of the file and the PBX "
+            "state, for reconciler apply PLAN_FILE.",
+        ),
+    ] = None,
     debug: DebugOption = False,
 ) -> None:
     """Read the PBX once and show what apply would create, drift and the rest.
@@ -159,19 +175,56 @@ def plan(
     Example: reconciler plan -f extensions.yaml --detailed-exitcode
     """
     from reconciler.desired import load_desired_state
-    from reconciler.render import render_plan
+    from reconciler.saved_plan import write_saved_plan
 
     _setup_logging(debug)
+    if output_format not in PLAN_FORMATS:
+        fail(f"invalid --format {output_format!r}; use text, json or markdown")
     with _errors_reported(debug):
         desired = load_desired_state(file)
         connection = _ConnectionOptions(
             url, client_id, scope, ca_bundle, connect_timeout, read_timeout, allow_http
         )
         with _connection(sandbox, connection) as settings:
-            the_plan = _compute_plan(settings, desired)
-        echo(render_plan(the_plan, str(file), _target_name(settings, sandbox)))
+            the_plan, live = _compute_plan(settings, desired)
+        target = _target_identity(settings, sandbox)
+        echo(_render(the_plan, output_format, str(file), target))
+        if out is not None:
+            write_saved_plan(out, the_plan, file, target, live)
+            echo(
+                f"Saved the plan to {out}; apply it with: reconciler apply {out}",
+                err=True,
+            )
     if detailed_exitcode and the_plan.has_changes:
         raise typer.Exit(EXIT_CHANGES)
+
+
+PLAN_FORMATS = ("text", "json", "markdown")
+
+
+def _render(the_plan: Plan, output_format: str, source: str, target: str) -> str:
+    from reconciler.plan_formats import render_json, render_markdown
+    from reconciler.render import render_plan
+
+    if output_format == "json":
+        return render_json(the_plan, source, target)
+    if output_format == "markdown":
+        return render_markdown(the_plan, source, target)
+    return _colourize(render_plan(the_plan, source, target))
+
+
+_MARKER_COLOURS = {"  + ": "green", "  ~ ": "yellow", "  ? ": "cyan", "  ! ": "red"}
+
+
+def _colourize(text: str) -> str:
+    """Colour the plan's markers on a terminal, unless NO_COLOR is set."""
+    if os.environ.get("NO_COLOR") or not sys.stdout.isatty():
+        return text
+    lines = []
+    for line in text.splitlines():
+        colour = _MARKER_COLOURS.get(line[:4])
+        lines.append(typer.style(line, fg=colour) if colour else line)
+    return "\n".join(lines)
 
 
 # --- apply ----------------------------------------------------------------------
@@ -179,6 +232,13 @@ def plan(
 
 @app.command()
 def apply(
+    plan_file: Annotated[
+        Path | None,
+        typer.Argument(
+            help="A plan saved by reconciler plan --out; it is applied only if "
+            "neither the file nor the PBX changed since."
+        ),
+    ] = None,
     file: FileOption = Path("extensions.yaml"),
     yes: Annotated[
         bool, typer.Option("--yes", "-y", help="Apply without asking for confirmation.")
@@ -223,6 +283,7 @@ def apply(
     Example: reconciler apply -f extensions.yaml --yes --credentials-out new.csv
     """
     from reconciler.desired import load_desired_state
+    from reconciler.saved_plan import check_desired_unchanged, read_saved_plan
 
     _setup_logging(debug)
     if not yes and not sys.stdin.isatty():
@@ -230,68 +291,86 @@ def apply(
     if reload_timeout <= 0:
         fail("--reload-timeout must be a positive number of seconds")
     with _errors_reported(debug):
+        saved = None
+        if plan_file is not None:
+            saved = read_saved_plan(plan_file)
+            file = Path(saved.desired_path)
+            check_desired_unchanged(saved, plan_file)
         desired = load_desired_state(file)
         connection = _ConnectionOptions(
             url, client_id, scope, ca_bundle, connect_timeout, read_timeout, allow_http
         )
         with _connection(sandbox, connection) as settings:
-            result = _apply(
-                settings,
-                desired,
-                file,
-                yes,
-                credentials_out,
-                reload_timeout,
-                max_creates,
-                sandbox,
+            run = _ApplyRun(
+                desired=desired,
+                file=file,
+                target=_target_identity(settings, sandbox),
+                yes=yes,
+                credentials_out=credentials_out,
+                reload_timeout=reload_timeout,
+                max_creates=max_creates,
+                saved=saved,
+                plan_path=plan_file,
             )
+            result = _apply(settings, run)
     if result is not None and not result.succeeded:
         raise typer.Exit(EXIT_ERROR)
 
 
-def _apply(
-    settings: ConnectionSettings,
-    desired: DesiredState,
-    file: Path,
-    yes: bool,
-    credentials_out: Path | None,
-    reload_timeout: float,
-    max_creates: int | None,
-    sandbox: bool,
-) -> ApplyResult | None:
+@dataclass
+class _ApplyRun:
+    """What one apply works from, as the user gave it."""
+
+    desired: DesiredState
+    file: Path
+    target: str
+    yes: bool
+    credentials_out: Path | None
+    reload_timeout: float
+    max_creates: int | None
+    saved: SavedPlan | None = None
+    plan_path: Path | None = None
+
+
+def _apply(settings: ConnectionSettings, run: _ApplyRun) -> ApplyResult | None:
     from reconciler import pbx
     from reconciler.applier import ApplyOptions, apply_plan
     from reconciler.client import FreePBXClient
     from reconciler.credentials import check_secret_sources
     from reconciler.planner import compute_plan
     from reconciler.render import render_apply_result, render_create, render_plan
+    from reconciler.saved_plan import check_live_unchanged
 
     with FreePBXClient(settings) as client:
-        the_plan = compute_plan(desired, pbx.read_live_state(client))
-        echo(render_plan(the_plan, str(file), _target_name(settings, sandbox)))
+        live = pbx.read_live_state(client)
+        if run.saved is not None and run.plan_path is not None:
+            check_live_unchanged(run.saved, run.plan_path, run.target, live)
+        the_plan = compute_plan(run.desired, live)
+        echo(_colourize(render_plan(the_plan, str(run.file), run.target)))
         if not the_plan.creates:
             echo("Nothing to create; apply config not needed.")
             return None
-        _check_max_creates(len(the_plan.creates), max_creates, desired.max_creates)
+        _check_max_creates(
+            len(the_plan.creates), run.max_creates, run.desired.max_creates
+        )
         check_secret_sources(the_plan.creates)
-        if not yes and not typer.confirm(
-            f"Create {_plural(len(the_plan.creates), 'extension')}?", err=True
-        ):
+        count = _plural(len(the_plan.creates), "extension")
+        if not run.yes and not typer.confirm(f"Create {count}?", err=True):
             fail("apply cancelled; nothing was created")
 
         with (
             _stop_on_interrupt() as stop,
-            _credentials_file(credentials_out) as credentials,
+            _credentials_file(run.credentials_out) as credentials,
         ):
             options = ApplyOptions(
-                reload_timeout=reload_timeout,
+                reload_timeout=run.reload_timeout,
                 credentials=credentials,
                 on_create=lambda done, total, r: echo(render_create(done, total, r)),
                 on_reload=echo,
                 stop_requested=stop,
             )
             result = apply_plan(client, the_plan, options)
-    echo(render_apply_result(result))
+    echo(_colourize(render_apply_result(result)))
     return result
 
 
@@ -416,18 +495,21 @@ def _connection(
         )
 
 
-def _compute_plan(settings: ConnectionSettings, desired: DesiredState) -> Plan:
+def _compute_plan(
+    settings: ConnectionSettings, desired: DesiredState
+) -> tuple[Plan, LiveState]:
     from reconciler import pbx
     from reconciler.client import FreePBXClient
     from reconciler.planner import compute_plan
 
     with FreePBXClient(settings) as client:
         live = pbx.read_live_state(client)
-    return compute_plan(desired, live)
+    return compute_plan(desired, live), live
 
 
-def _target_name(settings: ConnectionSettings, sandbox: bool) -> str:
-    return f"the sandbox PBX ({settings.url})" if sandbox else settings.url
+def _target_identity(settings: ConnectionSettings, sandbox: bool) -> str:
+    # The in-process sandbox gets a new port each run; its state file is what stays.
+    return f"sandbox ./{SANDBOX_STATE_FILE}" if sandbox else settings.url
 
 
 @contextmanager

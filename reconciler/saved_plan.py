@@ -1,0 +1,133 @@
+"""Saved plans: what a reviewer approved is exactly what apply runs.
+
+A saved plan stores the plan with two fingerprints: the SHA-256 of the
+desired-state file's bytes and of the live state the plan was computed from.
+Applying it recomputes both; any difference makes the plan stale.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reconciler.errors import ReconcilerError
+from reconciler.models import LiveState
+from reconciler.plan_formats import PLAN_FORMAT_VERSION, plan_to_dict
+from reconciler.planner import Plan
+
+SAVED_PLAN_KIND = "reconciler-saved-plan"
+
+
+class StalePlan(ReconcilerError):
+    """The file or the PBX changed since the saved plan was made."""
+
+
+@dataclass(frozen=True)
+class SavedPlan:
+    """A saved plan as read back: where it applies and what it was made from."""
+
+    desired_path: str
+    target: str
+    desired_fingerprint: str
+    live_fingerprint: str
+    plan: dict[str, Any]
+
+
+def file_fingerprint(path: Path) -> str:
+    return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def live_fingerprint(live: LiveState) -> str:
+    """Hash the readable fields of every live extension, in a canonical order."""
+    rows = sorted(
+        (e.extension, e.name, e.tech, e.outbound_cid, e.emergency_cid, e.voicemail)
+        for e in live.extensions
+    )
+    canonical = json.dumps(rows, ensure_ascii=False, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def write_saved_plan(
+    out: Path, plan: Plan, desired_path: Path, target: str, live: LiveState
+) -> None:
+    """Write the plan and its fingerprints to ``out`` (JSON, no secrets)."""
+    document = {
+        "kind": SAVED_PLAN_KIND,
+        "format_version": PLAN_FORMAT_VERSION,
+        "desired_path": str(desired_path),
+        "target": target,
+        "fingerprints": {
+            "desired_file": file_fingerprint(desired_path),
+            "live_state": live_fingerprint(live),
+        },
+        "plan": plan_to_dict(plan, str(desired_path), target),
+    }
+    text = json.dumps(document, ensure_ascii=False, indent=2) + "\n"
+    out.write_text(text, encoding="utf-8")
+
+
+def read_saved_plan(path: Path) -> SavedPlan:
+    """Read a saved plan; raise ReconcilerError when it is not one."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ReconcilerError(f"saved plan {path} not found") from None
+    except (OSError, ValueError) as error:
+        raise ReconcilerError(f"cannot read saved plan {path}: {error}") from None
+    if not isinstance(document, dict) or document.get("kind") != SAVED_PLAN_KIND:
+        raise ReconcilerError(
+            f"{path} is not a saved plan; make one with reconciler plan --out {path}"
+        )
+    if document.get("format_version") != PLAN_FORMAT_VERSION:
+        raise ReconcilerError(
+            f"{path} has plan format {document.get('format_version')}; this "
+            f"reconciler reads format {PLAN_FORMAT_VERSION}"
+        )
+    try:
+        return SavedPlan(
+            desired_path=str(document["desired_path"]),
+            target=str(document["target"]),
+            desired_fingerprint=str(document["fingerprints"]["desired_file"]),
+            live_fingerprint=str(document["fingerprints"]["live_state"]),
+            plan=document["plan"],
+        )
+    except (KeyError, TypeError):
+        raise ReconcilerError(f"saved plan {path} is incomplete") from None
+
+
+def check_desired_unchanged(saved: SavedPlan, plan_path: Path) -> None:
+    """Raise StalePlan when the desired-state file differs from the planned one."""
+    desired = Path(saved.desired_path)
+    try:
+        current = file_fingerprint(desired)
+    except OSError as error:
+        raise StalePlan(
+            f"saved plan {plan_path} was made from {desired}, which cannot be read "
+            f"now ({error.strerror})"
+        ) from None
+    if current != saved.desired_fingerprint:
+        raise StalePlan(
+            f"saved plan {plan_path} is stale: {desired} changed since the plan was "
+            "made; run reconciler plan --out again and have the new plan reviewed. "
+            "Nothing was created"
+        )
+
+
+def check_live_unchanged(
+    saved: SavedPlan, plan_path: Path, target: str, live: LiveState
+) -> None:
+    """Raise StalePlan when the PBX or its address differs from the planned one."""
+    if target != saved.target:
+        raise StalePlan(
+            f"saved plan {plan_path} was made for {saved.target}, not {target}. "
+            "Nothing was created"
+        )
+    if live_fingerprint(live) != saved.live_fingerprint:
+        raise StalePlan(
+            f"saved plan {plan_path} is stale: the extensions on {target} changed "
+            "since the plan was made; run reconciler plan --out again and have the "
+            "new plan reviewed. Nothing was created"
+        )

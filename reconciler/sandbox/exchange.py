@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from reconciler.sandbox.php import json_encode
 
 
 @dataclass(frozen=True)
@@ -33,22 +34,11 @@ class HttpResponse:
     operation: str | None = None
 
 
-def php_json(value: Any) -> bytes:
-    """Encode like PHP's json_encode with default flags.
-
-    PHP escapes "/" as "\\/" and every non-ASCII character as \\uXXXX, and writes
-    no spaces. Matching it keeps Content-Length equal to a real FreePBX's.
-    """
-    text = json.dumps(value, separators=(",", ":"), ensure_ascii=True)
-    # "/" can only occur inside JSON strings, so this replaces no structure.
-    return text.replace("/", "\\/").encode("ascii")
-
-
 def json_response(
     status: int,
     payload: Any,
     headers: tuple[tuple[str, str], ...],
     operation: str | None = None,
 ) -> HttpResponse:
-    """Build an HttpResponse whose body is `payload` encoded like PHP does."""
-    return HttpResponse(status, headers, php_json(payload), operation)
+    """Build an HttpResponse whose body is `payload` encoded as PHP encodes it."""
+    return HttpResponse(status, headers, json_encode(payload), operation)

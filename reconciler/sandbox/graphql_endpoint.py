@@ -25,6 +25,7 @@ from graphql import (
 )
 from graphql.language import FieldNode
 
+from reconciler.sandbox.coercion import loosen_variables
 from reconciler.sandbox.exchange import HttpRequest, HttpResponse
 from reconciler.sandbox.messages import client_message
 from reconciler.sandbox.pbx import Pbx
@@ -122,11 +123,16 @@ def run_operation(
     errors = validate(schema, document)
     if errors:
         return _failed(schema, request, errors)
+    variables = request.variables
+    if pbx.version < 17:
+        variables = loosen_variables(
+            schema, document, request.operation_name, variables
+        )
     result = execute(
         schema,
         document,
         context_value=pbx,
-        variable_values=request.variables,
+        variable_values=variables,
         operation_name=request.operation_name,
     )
     assert isinstance(result, ExecutionResult)

@@ -21,7 +21,7 @@ from graphql import (
 from graphql.type.definition import GraphQLInterfaceType
 
 from reconciler.sandbox.errors import ClientSafeError
-from reconciler.sandbox.exchange import php_json
+from reconciler.sandbox.php import json_encode
 
 INTERNAL_SERVER_ERROR = "Internal server error"
 MAX_SUGGESTIONS = 5
@@ -151,21 +151,41 @@ def _unknown_input_field(
 def _invalid_variable(
     match: re.Match[str], schema: GraphQLSchema, variables: dict[str, Any]
 ) -> str:
-    name = match["name"]
-    value = php_json(variables.get(name)).decode()
-    detail = _variable_detail(match["detail"], schema)
-    return f'Variable "${name}" got invalid value {value}; {detail}'
+    name, detail = match["name"], match["detail"]
+    not_provided = VARIABLE_NOT_PROVIDED.fullmatch(detail)
+    if not_provided is not None:
+        variable_type = not_provided["type"]
+        return (
+            f'Variable "${name}" of required type "{variable_type}" was not provided.'
+        )
+    value = json_encode(variables.get(name)).decode()
+    # graphql-php names the variable's value "value" in paths: value.name.
+    path = "value" + (match["path"] or "")
+    return (
+        f'Variable "${name}" got invalid value {value};'
+        f" {_variable_detail(detail, path, schema)}"
+    )
 
 
-def _variable_detail(detail: str, schema: GraphQLSchema) -> str:
+def _variable_detail(detail: str, path: str, schema: GraphQLSchema) -> str:
+    at_path = "" if path == "value" else f" at {path}"
     missing = MISSING_INPUT_FIELD.fullmatch(detail)
     if missing is not None:
         field_type = _input_field_type(schema, missing["type"], missing["field"])
-        field = missing["field"]
-        return f"Field value.{field} of required type {field_type} was not provided."
+        field = f"{path}.{missing['field']}"
+        return f"Field {field} of required type {field_type} was not provided."
     unknown = UNKNOWN_INPUT_FIELD.fullmatch(detail)
     if unknown is not None:
         return f'Field "{unknown["field"]}" is not defined by type {unknown["type"]}.'
+    null = NULL_FOR_NON_NULL.fullmatch(detail)
+    if null is not None:
+        return f"Expected non-nullable type {null['type']} not to be null{at_path}."
+    not_object = NOT_AN_OBJECT.fullmatch(detail)
+    if not_object is not None:
+        return f"Expected type {not_object['type']} to be an object{at_path}."
+    scalar = BAD_SCALAR.fullmatch(detail)
+    if scalar is not None:
+        return f"Expected type {scalar['type']}{at_path}; {requote(detail)}"
     return requote(detail)
 
 
@@ -225,6 +245,19 @@ MISSING_INPUT_FIELD = re.compile(
     r" '(?P<field>\w+)', found: .*\.",
     re.DOTALL,
 )
+VARIABLE_NOT_PROVIDED = re.compile(
+    r"Expected a value of non-null type '(?P<type>[^']+)' to be provided\."
+)
+NULL_FOR_NON_NULL = re.compile(
+    r"Expected value of non-null type '(?P<type>[^']+)' not to be None\."
+)
+NOT_AN_OBJECT = re.compile(
+    r"Expected value of type '(?P<type>\w+)' to be an object, found: .*", re.DOTALL
+)
+BAD_SCALAR = re.compile(
+    r"(?P<type>String|Int|Float|Boolean|ID) cannot represent [^:]*: (?P<value>.*)",
+    re.DOTALL,
+)
 UNKNOWN_INPUT_FIELD = re.compile(
     r"Expected value of type '(?P<type>\w+)' not to include unknown field"
     r" '(?P<field>\w+)'.*",
@@ -244,7 +277,9 @@ REWRITES: list[tuple[re.Pattern[str], Rewrite]] = [
     (UNKNOWN_INPUT_FIELD, _unknown_input_field),
     (
         re.compile(
-            r"Variable '\$(?P<name>\w+)' has invalid value: (?P<detail>.*)", re.DOTALL
+            r"Variable '\$(?P<name>\w+)' has invalid value"
+            r"(?: at (?P<path>\S+))?: (?P<detail>.*)",
+            re.DOTALL,
         ),
         _invalid_variable,
     ),
@@ -263,14 +298,7 @@ REWRITES: list[tuple[re.Pattern[str], Rewrite]] = [
         ),
         _unknown_argument,
     ),
-    (
-        re.compile(
-            r"(?P<type>String|Int|Float|Boolean|ID)"
-            r" cannot represent [^:]*: (?P<value>.*)",
-            re.DOTALL,
-        ),
-        _bad_scalar_literal,
-    ),
+    (BAD_SCALAR, _bad_scalar_literal),
     (
         re.compile(
             r"Value '(?P<value>[^']*)' does not exist in '(?P<type>\w+)' enum\..*",
@@ -279,11 +307,17 @@ REWRITES: list[tuple[re.Pattern[str], Rewrite]] = [
         _bad_enum_literal,
     ),
     (
-        re.compile(r"Schema is not configured to execute mutation operation\."),
+        re.compile(
+            r"Schema is not configured to execute mutation operation\."
+            r"|The mutation operation is not supported by the schema\."
+        ),
         _fixed("Schema is not configured for mutations."),
     ),
     (
-        re.compile(r"Schema is not configured to execute subscription operation\."),
+        re.compile(
+            r"Schema is not configured to execute subscription operation\."
+            r"|The subscription operation is not supported by the schema\."
+        ),
         _fixed("Schema is not configured for subscriptions."),
     ),
 ]

@@ -9,12 +9,10 @@ from the end instead of failing.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
-from reconciler.sandbox.extensions import is_numeric
+from reconciler.sandbox.php import array_slice, base64_decode, is_numeric
 
 T = TypeVar("T")
 
@@ -34,26 +32,18 @@ def page(items: Sequence[T], arguments: dict[str, Any]) -> list[T]:
     last = arguments.get("last")
     if last is not None:
         start = max(start, end - last)
-    return php_array_slice(items, max(start, 0), end - max(start, 0))
+    return array_slice(items, max(start, 0), end - max(start, 0))
 
 
 def _cursor_offset(cursor: Any, default: int) -> int:
     if not isinstance(cursor, str):
         return default
     try:
-        decoded = base64.b64decode(cursor + "=" * (-len(cursor) % 4))
-    except (binascii.Error, ValueError):
+        decoded = base64_decode(cursor)
+    except ValueError:
         return default
     offset = decoded[CURSOR_PREFIX_LENGTH:].decode("utf-8", errors="replace")
     if not is_numeric(offset):
         return default
     # PHP's (int) cast of a numeric string, exponents included.
     return int(float(offset))
-
-
-def php_array_slice(items: Sequence[T], offset: int, length: int) -> list[T]:
-    """Slice like PHP's array_slice: a negative length stops that far from the end."""
-    if offset > len(items):
-        return []
-    stop = offset + length if length >= 0 else len(items) + length
-    return list(items[offset:stop])

@@ -9,7 +9,6 @@ bundles: the hint tells which check failed.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 import json
@@ -18,6 +17,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
+from reconciler.sandbox.php import base64_decode
 from reconciler.sandbox.store import Store
 
 TOKEN_LIFETIME_SECONDS = 3600
@@ -25,7 +25,6 @@ ALGORITHM = "HS256"
 
 # The validator strips "Bearer " case-sensitively, so "bearer x" stays as is.
 BEARER_PREFIX = re.compile(r"^(?:\s+)?Bearer\s")
-BASE64_ALPHABET = re.compile(rb"[^A-Za-z0-9+/]")
 
 
 class AccessDenied(Exception):
@@ -105,25 +104,12 @@ def _parse(jwt: str) -> tuple[dict[str, Any], dict[str, Any], str]:
 
 def _decode_part(part: str) -> dict[str, Any]:
     try:
-        value = json.loads(php_base64_decode(part))
+        value = json.loads(base64_decode(part))
     except (ValueError, UnicodeDecodeError) as error:
         raise AccessDenied("Error while decoding to JSON") from error
     if not isinstance(value, dict):
         raise AccessDenied("Error while decoding to JSON")
     return value
-
-
-def php_base64_decode(text: str) -> bytes:
-    """Decode base64url leniently, skipping foreign characters as PHP does."""
-    standard = text.translate(str.maketrans("-_", "+/")).encode()
-    cleaned = BASE64_ALPHABET.sub(b"", standard)
-    if len(cleaned) % 4 == 1:
-        # A lone character in the last group carries no whole byte.
-        cleaned = cleaned[:-1]
-    try:
-        return base64.b64decode(cleaned + b"=" * (-len(cleaned) % 4))
-    except binascii.Error as error:
-        raise ValueError("invalid base64") from error
 
 
 def _signature_matches(

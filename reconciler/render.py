@@ -77,7 +77,7 @@ def creation_fields(extension: DesiredExtension) -> list[tuple[str, str]]:
 
 
 def _or_none(value: str) -> str:
-    return f'"{value}"' if value else "(none)"
+    return value if value else "(none)"
 
 
 def _drift_section(plan: Plan) -> list[str]:

@@ -19,9 +19,8 @@ from graphql import (
     GraphQLNonNull,
     GraphQLScalarType,
     GraphQLSchema,
-    OperationDefinitionNode,
 )
-from graphql.utilities import type_from_ast
+from graphql.utilities import get_operation_ast, type_from_ast
 
 from reconciler.sandbox.php import is_numeric, php_string
 
@@ -35,7 +34,7 @@ def loosen_variables(
     variables: dict[str, Any],
 ) -> dict[str, Any]:
     """Return the variables with loose scalar values converted as graphql-php 0.13."""
-    operation = _operation(document, operation_name)
+    operation = get_operation_ast(document, operation_name)
     if operation is None:
         return variables
     loosened = dict(variables)
@@ -45,19 +44,6 @@ def loosen_variables(
         if name in loosened and variable_type is not None:
             loosened[name] = _loosen(loosened[name], variable_type)  # type: ignore[arg-type]
     return loosened
-
-
-def _operation(
-    document: DocumentNode, name: str | None
-) -> OperationDefinitionNode | None:
-    for definition in document.definitions:
-        if not isinstance(definition, OperationDefinitionNode):
-            continue
-        if name is None or (
-            definition.name is not None and definition.name.value == name
-        ):
-            return definition
-    return None
 
 
 def _loosen(value: Any, value_type: GraphQLInputType) -> Any:

@@ -1,4 +1,4 @@
-"""Exceptions that resolvers raise to shape the GraphQL error a client sees."""
+"""Exceptions that resolvers raise to shape the GraphQL error a client receives."""
 
 
 class ClientSafeError(Exception):

@@ -42,7 +42,7 @@ SIP_TECHS = ("pjsip", "sip")
 
 @dataclass(frozen=True)
 class MutationResult:
-    """The status and message of a mutation payload; None for both is a null payload."""
+    """Status and message of a mutation payload, both None for a null payload."""
 
     status: bool | None
     message: str | None
@@ -73,9 +73,9 @@ def add_extension(pbx: Pbx, fields: dict[str, Any]) -> MutationResult:
 def update_extension(pbx: Pbx, fields: dict[str, Any]) -> MutationResult:
     """Run updateExtension: delete the extension, then create it again.
 
-    Values the input omits are taken from the existing rows only for the
-    name, email, voicemail password and max contacts; the rest revert to
-    their defaults, and a missing extPassword makes a new SIP secret.
+    Omitted values are taken from the existing rows only for the name,
+    email, voicemail password and max contacts. The others revert to their
+    defaults, and a missing extPassword makes a new SIP secret.
     """
     with pbx.store.transaction():
         failure = _update_check_failure(pbx, fields)
@@ -96,7 +96,7 @@ def update_extension(pbx: Pbx, fields: dict[str, Any]) -> MutationResult:
 
 
 def delete_extension(pbx: Pbx, fields: dict[str, Any]) -> MutationResult:
-    """Run deleteExtension; the User Management user stays, as on FreePBX."""
+    """Run deleteExtension, which keeps the User Management user as FreePBX does."""
     extension_id = fields["extensionId"]
     if not is_numeric(extension_id):
         return MutationResult(False, NOT_NUMERIC)
@@ -106,7 +106,7 @@ def delete_extension(pbx: Pbx, fields: dict[str, Any]) -> MutationResult:
         if device is None and user is None:
             return MutationResult(False, DOES_NOT_EXIST)
         # NOTE: a real FreePBX also deletes the SIP settings of the id with
-        # non-digits stripped and leaves the id's own rows; not emulated.
+        # non-digits stripped and leaves the id's own rows. Not emulated.
         _delete_rows(pbx, extension_id, userman=False)
     return MutationResult(True, DELETED)
 
@@ -133,7 +133,7 @@ def _update_check_failure(pbx: Pbx, fields: dict[str, Any]) -> str | None:
 
 
 def _password_and_number_failure(fields: dict[str, Any]) -> str | None:
-    # Only an explicit umEnable:true asks for umPassword; "" counts as given.
+    # Only an explicit umEnable:true requires umPassword, and "" counts as given.
     if fields.get("umEnable") is True and fields.get("umPassword") is None:
         return PASSWORD_REQUIRED
     if not is_numeric(fields["extensionId"]):
@@ -142,8 +142,8 @@ def _password_and_number_failure(fields: dict[str, Any]) -> str | None:
 
 
 def _tech_failure(pbx: Pbx, fields: dict[str, Any]) -> str | None:
-    # Core 16.0.68.4 accepts any tech here; FreePBX 17 checks it against the
-    # Asterisk version and the SIP channel driver.
+    # Core 16.0.68.4 accepts any tech here, but FreePBX 17 checks it against
+    # the Asterisk version and the SIP channel driver.
     if pbx.version < 17:
         return None
     tech = fields.get("tech") or "pjsip"
@@ -159,7 +159,7 @@ def _tech_failure(pbx: Pbx, fields: dict[str, Any]) -> str | None:
 
 
 def _update_is_ignored(pbx: Pbx, fields: dict[str, Any], device: Device) -> bool:
-    # FreePBX answers {"status":null,"message":null} and changes nothing in
+    # FreePBX returns {"status":null,"message":null} and changes nothing in
     # these three cases.
     if fields.get("name") is None:
         return True
@@ -250,7 +250,7 @@ def _dial_string(tech: str, extension_id: str, channel_name: str) -> str:
         "virtual": "",
     }
     if tech not in dial_prefixes:
-        # Core reads the dial string from a per-tech array: PHP 8's warning text.
+        # Core looks the dial string up by tech, so PHP 8 warns of a missing key.
         raise ClientSafeError('Undefined array key "dial"')
     return dial_prefixes[tech]
 

@@ -23,7 +23,8 @@ from graphql import (
     parse,
     validate,
 )
-from graphql.language import FieldNode
+from graphql.language import DocumentNode, FieldNode
+from graphql.utilities import get_operation_ast
 
 from reconciler.sandbox.coercion import loosen_variables
 from reconciler.sandbox.exchange import HttpRequest, HttpResponse
@@ -72,7 +73,7 @@ METHOD_NOT_ALLOWED_PAGE = """<html>
 
 
 class RequestError(Exception):
-    """A request graphql-php rejects before running it; the message is shown."""
+    """A request that graphql-php rejects before running it, with the message shown."""
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,7 @@ class OperationRequest:
 
 
 def handle_graphql_request(request: HttpRequest, pbx: Pbx) -> HttpResponse:
-    """Answer a request to /admin/api/api/gql."""
+    """Handle a request to /admin/api/api/gql."""
     operation = first_root_field(request)
     try:
         claims = authenticate(
@@ -136,14 +137,15 @@ def run_operation(
         operation_name=request.operation_name,
     )
     assert isinstance(result, ExecutionResult)
+    if result.data is not None:
+        keys = introspection_keys(document, request.operation_name)
+        patch_builtin_introspection(result.data, keys)
     return _outcome(schema, request, result)
 
 
 def _outcome(
     schema: GraphQLSchema, request: OperationRequest, result: ExecutionResult
 ) -> GraphqlOutcome:
-    if result.data is not None:
-        patch_builtin_introspection(result.data)
     for error in result.errors or []:
         if error.path is not None:
             logger.debug("resolver error at %s: %s", error.path, error.message)
@@ -266,6 +268,19 @@ def first_root_field(request: HttpRequest) -> str | None:
         ):
             return _first_field_name(definition)
     return None
+
+
+def introspection_keys(document: DocumentNode, operation_name: str | None) -> list[str]:
+    """List the response keys of the operation's __schema and __type fields."""
+    operation = get_operation_ast(document, operation_name)
+    if operation is None:
+        return []
+    return [
+        (selection.alias or selection.name).value
+        for selection in operation.selection_set.selections
+        if isinstance(selection, FieldNode)
+        and selection.name.value in ("__schema", "__type")
+    ]
 
 
 def _first_field_name(definition: OperationDefinitionNode) -> str | None:

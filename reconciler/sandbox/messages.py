@@ -70,7 +70,7 @@ def suggestion_list(text: str, options: Sequence[str]) -> list[str]:
 
 
 def did_you_mean(suggestions: Sequence[str]) -> str:
-    """Format graphql-php's " Did you mean ...?" suffix, or "" without suggestions."""
+    """Format graphql-php's " Did you mean ...?" suffix, empty without suggestions."""
     if not suggestions:
         return ""
     return f" Did you mean {quoted_or_list(suggestions)}?"
@@ -231,7 +231,7 @@ def _bad_enum_literal(
 def _syntax_error(
     match: re.Match[str], _schema: GraphQLSchema, _: dict[str, Any]
 ) -> str:
-    # graphql-php writes punctuators bare and names in double quotes, no period.
+    # graphql-php writes punctuators bare, names in double quotes and no period.
     detail = re.sub(r"'(.)'", r"\1", match["detail"])
     return "Syntax Error: " + requote(detail)
 

@@ -1,4 +1,4 @@
-"""The token endpoint: OAuth2 client_credentials as FreePBX 16 and 17 answer it.
+"""The token endpoint: OAuth2 client_credentials as FreePBX 16 and 17 handle it.
 
 FreePBX 16 bundles league/oauth2-server 6.1.1 and checks the client secret,
 the application's grant type and its allowed scopes. The FreePBX 17 api
@@ -25,7 +25,7 @@ from reconciler.sandbox.tokens import (
     token_claims,
 )
 
-# Grants FreePBX enables at the token endpoint; anything else is unsupported.
+# Grants FreePBX enables at the token endpoint. Any other grant is unsupported.
 GRANT_TYPES = ("client_credentials", "password", "refresh_token", "authorization_code")
 
 # The parameter each other grant needs first (oauth2-server 8.x order).
@@ -72,7 +72,7 @@ KNOWN_SCOPES = frozenset(
     }
 )
 
-# What an application with empty allowed_scopes may request.
+# Scopes an application with empty allowed_scopes may request.
 DEFAULT_ALLOWED_SCOPES = "gql rest"
 
 INVALID_REQUEST = (
@@ -134,7 +134,7 @@ def invalid_scope(scope: str) -> OAuthError:
 
 
 def handle_token_request(request: HttpRequest, pbx: Pbx) -> HttpResponse:
-    """Answer POST /admin/api/api/token."""
+    """Handle POST /admin/api/api/token."""
     try:
         application, scopes = _grant(request, pbx)
     except OAuthError as error:
@@ -159,7 +159,7 @@ def issue_access_token(
 ) -> str:
     """Sign an access token and store its row.
 
-    `issued_at` and `row_expiry` let tests make expired or revoked tokens; by
+    `issued_at` and `row_expiry` let tests make expired or revoked tokens. By
     default the token is issued now and its row expires with it.
     """
     if issued_at is None:
@@ -195,7 +195,7 @@ def _request_parameters(request: HttpRequest, version: int) -> dict[str, str]:
     text = request.body.decode("utf-8", errors="replace")
     if "application/x-www-form-urlencoded" in content_type:
         return dict(parse_qsl(text, keep_blank_values=True))
-    # Slim 3 (FreePBX 16) parses JSON bodies; the 17 token app adds no parser.
+    # Slim 3 (FreePBX 16) parses JSON bodies, but the 17 token app adds no parser.
     if "application/json" in content_type and version < 17:
         return _json_parameters(text)
     return {}
@@ -208,7 +208,7 @@ def _json_parameters(text: str) -> dict[str, str]:
         return {}
     if not isinstance(data, dict):
         return {}
-    # The library compares parameters strictly as strings; keep only those.
+    # The library compares parameters strictly as strings, so keep only those.
     return {key: value for key, value in data.items() if isinstance(value, str)}
 
 
@@ -274,7 +274,7 @@ def _covers(allowed: str, requested: str) -> bool:
 
 
 def _reject_other_grant(grant_type: str, parameters: dict[str, str]) -> None:
-    # Only FreePBX 17 gets here: it skips the application's grant-type check.
+    # Only FreePBX 17 gets here, because it skips the grant-type check.
     for parameter in GRANT_PARAMETERS[grant_type]:
         if parameters.get(parameter) is None:
             raise invalid_request(parameter)
@@ -313,7 +313,7 @@ def _error_payload(error: OAuthError, version: int) -> dict[str, str]:
 
 
 def _challenge(request: HttpRequest) -> str:
-    # The library answers a Bearer client with a Bearer challenge.
+    # The library sends a Bearer challenge to a client that used Bearer.
     authorization = request.header("Authorization") or ""
     scheme = "Bearer" if authorization.startswith("Bearer") else "Basic"
     return f'{scheme} realm="OAuth"'

@@ -12,11 +12,11 @@ from reconciler.sandbox.store import Store
 
 @dataclass(frozen=True)
 class PbxSettings:
-    """How the emulated FreePBX behaves.
+    """Settings of the emulated FreePBX.
 
     `asterisk_version` and `sip_driver` (ASTSIPDRIVER) only matter for
     FreePBX 17, which checks the tech of new extensions against them.
-    `extension_limit` emulates a commercial licence limit; None means none.
+    `extension_limit` emulates a commercial licence limit, and None means none.
     """
 
     freepbx_version: int = 16

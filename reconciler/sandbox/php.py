@@ -1,6 +1,6 @@
-"""PHP behaviour that FreePBX's answers depend on, reproduced in Python.
+"""PHP behaviour that FreePBX's responses depend on, reproduced in Python.
 
-FreePBX is PHP (8.2 on the measured FreePBX 16), and some of its answers come
+FreePBX is PHP (8.2 on the measured FreePBX 16), and some of its responses come
 straight from PHP functions: which ids count as numbers, how strings are cut
 and cast, how JSON and base64 are read and written.
 """
@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-# What PHP's trim() strips by default.
+# Characters PHP's trim() strips by default.
 TRIM_CHARACTERS = " \t\n\r\0\x0b"
 
 # PHP 8's is_numeric(): optional blanks, a sign, a decimal number with an

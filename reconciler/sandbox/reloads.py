@@ -19,13 +19,13 @@ RELOAD_STARTED = (
 )
 PROCESSING = "Processing"
 RELOAD_SUCCEEDED = "Successfully reloaded"
-# What `fwconsole reload` reports while another reload holds reload.lock.
+# Failure reason of `fwconsole reload` while another reload has reload.lock.
 ALREADY_RUNNING = "Process is already running."
 
 
 @dataclass(frozen=True)
 class TransactionStatus:
-    """What fetchApiStatus reports: the event status and its details."""
+    """Status of a transaction as fetchApiStatus reports it."""
 
     message: str
     details: str
@@ -33,7 +33,7 @@ class TransactionStatus:
 
 
 def start_reload(pbx: Pbx) -> Transaction:
-    """Record a new doreload transaction; it fails at once while one runs."""
+    """Record a new doreload transaction, which fails at once while one runs."""
     store = pbx.store
     with store.transaction():
         now = pbx.clock()

@@ -1,6 +1,6 @@
 """How the FreePBX api module turns a GraphQL result into an HTTP response.
 
-FreePBX 16 keeps only the first error and answers HTTP 400
+FreePBX 16 keeps only the first error and responds with HTTP 400
 {"errors":[{"message":...,"status":false}]}; without errors, a first root
 field whose selected `status` is false gets the same 400 wrapper; anything
 else passes through with HTTP 200. The FreePBX 17 snapshot loses the 400 for
@@ -73,9 +73,9 @@ def batch_response(outcomes: list[GraphqlOutcome], version: int) -> HttpResponse
 def access_denied_response(
     hint: str, version: int, operation: str | None
 ) -> HttpResponse:
-    """Answer a failed bearer token check.
+    """Build the response to a failed bearer token check.
 
-    FreePBX 16's middleware answers 401 with the OAuth error. The 17 snapshot
+    FreePBX 16's middleware responds 401 with the OAuth error. The 17 snapshot
     checks the token inside the route, where nothing catches the exception.
     NOTE: the 17 body is inferred as the Whoops JSON of that exception, which
     carries the message but not the hint.

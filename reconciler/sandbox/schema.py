@@ -61,7 +61,7 @@ FRAMEWORK_MUTATION_FIELDS = frozenset(
     }
 )
 
-# Types graphql-core defines itself; their introspection differs from graphql-php's.
+# Types graphql-core defines itself, whose introspection differs from graphql-php's.
 BUILTIN_TYPE_NAMES = frozenset(
     {"String", "Int", "Float", "Boolean", "ID"}
     | {"__Schema", "__Type", "__TypeKind", "__Field", "__InputValue"}
@@ -71,7 +71,7 @@ BUILTIN_TYPE_NAMES = frozenset(
 
 @dataclass(frozen=True)
 class Access:
-    """Which groups of root fields a token's scopes unlock."""
+    """Groups of root fields that a token's scopes unlock."""
 
     core_read: bool
     core_write: bool
@@ -120,7 +120,7 @@ class Access:
 
 
 def schema_for_scopes(scopes: Iterable[str]) -> GraphQLSchema:
-    """Return the schema a token with these scopes sees."""
+    """Return the schema that a token with these scopes gets."""
     return _pruned_schema(Access.for_scopes(scopes))
 
 
@@ -173,19 +173,21 @@ def _fields(root: GraphQLObjectType, allows: Any) -> dict[str, GraphQLField]:
     return {name: field for name, field in root.fields.items() if allows(name)}
 
 
-def patch_builtin_introspection(data: dict[str, Any]) -> None:
+def patch_builtin_introspection(data: dict[str, Any], keys: Iterable[str]) -> None:
     """Make introspection results of built-in types read as on FreePBX 16.
 
     graphql-core describes the standard scalars and the __ types with other
     texts and newer fields (specifiedByURL, isRepeatable, isOneOf) than
     graphql-php 0.13. A type entry that has exactly the keys of the recorded
-    entry is replaced by it; otherwise only its description is. graphql-php
-    also gives interfaces no `interfaces` list but null.
+    entry is replaced by it, and any other entry gets the recorded description.
+    graphql-php also gives interfaces no `interfaces` list but null. `keys`
+    are the response keys of the __schema and __type fields.
     """
     recorded = {
         entry["name"]: entry for entry in recorded_introspection()["__schema"]["types"]
     }
-    for value in data.values():
+    for key in keys:
+        value = data.get(key)
         if not isinstance(value, dict):
             continue
         entries = value.get("types")

@@ -1,4 +1,4 @@
-"""The sandbox PBX: an HTTP server on 127.0.0.1 that answers like FreePBX's API.
+"""The sandbox PBX: an HTTP server on 127.0.0.1 that responds like FreePBX's API.
 
 It serves the token endpoint and the GraphQL endpoint of a FreePBX 16 (or of
 the FreePBX 17 snapshot with `freepbx_version=17`) from a SQLite state file,
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import pathlib
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -41,6 +42,7 @@ LOOPBACK = "127.0.0.1"
 TOKEN_PATH = "/admin/api/api/token"
 GRAPHQL_PATH = "/admin/api/api/gql"
 SUPPORTED_VERSIONS = (16, 17)
+QUERY_STRING = re.compile(r"\?\S*")
 
 # Scopes of the application created with a new state file, as on the
 # recorded FreePBX 16.
@@ -112,7 +114,7 @@ class SandboxServer:
         self.stop()
 
     def start(self) -> None:
-        """Serve in a daemon thread on 127.0.0.1:port; port 0 picks a free one."""
+        """Serve in a daemon thread on 127.0.0.1:port, where port 0 picks a free one."""
         httpd = _SandboxHttpServer((LOOPBACK, self.port), _Handler)
         httpd.sandbox = self
         self._httpd = httpd
@@ -184,7 +186,7 @@ class SandboxServer:
         )
 
     def handle(self, request: HttpRequest) -> HttpResponse:
-        """Answer one request and record it."""
+        """Handle one request and record it."""
         response = self._route(request)
         record = RequestRecord(
             request.method, request.path, response.status, response.operation
@@ -200,7 +202,7 @@ class SandboxServer:
             return handle_token_request(request, self._pbx)
         if request.path == TOKEN_PATH:
             return _html(405, METHOD_NOT_ALLOWED_PAGE, "token")
-        # NOTE: FreePBX answers other paths from its web GUI; not emulated.
+        # NOTE: FreePBX serves its web GUI on other paths, which is not emulated.
         return _html(404, "<html><body><h1>Not Found</h1></body></html>", None)
 
     def _default_application(self) -> Application:
@@ -315,6 +317,13 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(response.body)
 
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        # The query string is left out: a GET may carry GraphQL variables.
+        path = urlsplit(self.path).path
+        logger.debug("%s %s -> %s", self.command, path, code)
+
     def log_message(self, format: str, *args: object) -> None:
-        # Request lines carry no secrets: tokens travel in headers and bodies.
-        logger.debug("%s - %s", self.address_string(), format % args)
+        # Only errors of the base class get here; their text may quote the
+        # request line, so query strings are cut off.
+        message = QUERY_STRING.sub("?...", format % args)
+        logger.warning("HTTP error from %s: %s", self.address_string(), message)

@@ -199,7 +199,7 @@ class Store:
         )
         self._db.row_factory = sqlite3.Row
         if is_new:
-            # The file holds a client secret and the signing key.
+            # The file contains a client secret and the signing key.
             os.chmod(path, 0o600)
         self._db.executescript(SCHEMA)
 

@@ -31,8 +31,8 @@ INTROSPECTION = (
     Path(__file__).parent.parent / "reconciler/sandbox/introspection-freepbx16.json"
 )
 
-# Long enough for the recorded doreload, the status poll and the second doreload
-# to happen while the first reload runs; the replay then waits it out.
+# Long enough for the status poll and the second doreload to happen while the
+# first reload runs. The replay then waits for that reload to end.
 RELOAD_SECONDS = 2.0
 FULL_SCOPES = ["gql:core", "gql:framework"]
 # A transaction id inside a JSON-encoded query: txnId: \"20\"
@@ -43,7 +43,7 @@ RELOAD_FINISHED = "for the first doreload transaction after it finished"
 
 @dataclass
 class Replay:
-    """The sandbox of one replay, and the values placeholders stand for."""
+    """The sandbox of one replay and the values that placeholders stand for."""
 
     sandbox: SandboxServer
     framework_client: tuple[str, str]
@@ -68,7 +68,7 @@ def exchange_id(exchange: dict[str, Any]) -> str:
 @pytest.mark.parametrize("exchange", EXCHANGES, ids=exchange_id)
 def test_recorded_exchange(replay: Replay, exchange: dict[str, Any]) -> None:
     index = EXCHANGES.index(exchange)
-    # Exchanges depend on the ones before; send any that were not run (-k).
+    # Exchanges depend on the ones before, so send any that were skipped (-k).
     while replay.sent < index:
         send(replay, EXCHANGES[replay.sent])
     response = send(replay, exchange)
@@ -176,7 +176,7 @@ def comparable_body(
 ) -> tuple[Any, bool]:
     """Return the response body with volatile values replaced by the recorded ones.
 
-    The flag tells whether a volatile value was replaced, which changes the
+    The flag is true when a volatile value was replaced, which changes the
     body's length.
     """
     if "json" not in response.headers.get("Content-Type", ""):

@@ -63,8 +63,9 @@ def _pbx(info: Info) -> Pbx:
 def resolve_fetch_all_extensions(
     _root: Any, info: Info, **arguments: Any
 ) -> dict[str, Any]:
-    devices = _pbx(info).store.list_devices()
-    return _extension_connection(_pbx(info), devices, devices, arguments)
+    pbx = _pbx(info)
+    devices = pbx.store.list_devices()
+    return _extension_connection(devices, devices, _all_users(pbx), arguments)
 
 
 def resolve_fetch_all_valid_extensions(
@@ -72,30 +73,41 @@ def resolve_fetch_all_valid_extensions(
 ) -> dict[str, Any]:
     pbx = _pbx(info)
     devices = pbx.store.list_devices()
-    valid = [device for device in devices if _is_valid(pbx, device)]
-    return _extension_connection(pbx, devices, valid, arguments)
+    users = _all_users(pbx)
+    valid = [device for device in devices if _is_valid(device, users)]
+    return _extension_connection(devices, valid, users, arguments)
 
 
 def _extension_connection(
-    pbx: Pbx, devices: list[Device], listed: list[Device], arguments: dict[str, Any]
+    devices: list[Device],
+    listed: list[Device],
+    users: dict[str, CoreUser],
+    arguments: dict[str, Any],
 ) -> dict[str, Any]:
-    # totalCount counts every device whatever the paging; count the valid ones.
-    items = [_extension(pbx, device, listed=True) for device in listed]
+    # totalCount counts every device whatever the paging, count the valid ones.
+    items = [_extension(device, users, listed=True) for device in listed]
     return {
         "pageInfo": None,
         "edges": None,
         "totalCount": len(devices),
-        "count": sum(1 for device in devices if _is_valid(pbx, device)),
+        "count": sum(1 for device in devices if _is_valid(device, users)),
         "extension": page(items, arguments),
         "status": True,
         "message": EXTENSIONS_FOUND,
     }
 
 
-def _is_valid(pbx: Pbx, device: Device) -> bool:
-    return (
-        device.tech in ("pjsip", "sip") and pbx.store.find_user(device.id) is not None
-    )
+def _all_users(pbx: Pbx) -> dict[str, CoreUser]:
+    # Keys drop trailing spaces, as MariaDB's PAD SPACE comparison does.
+    users: dict[str, CoreUser] = {}
+    for user in pbx.store.list_users():
+        users.setdefault(user.extension.rstrip(" "), user)
+    return users
+
+
+def _is_valid(device: Device, users: dict[str, CoreUser]) -> bool:
+    has_user = device.id.rstrip(" ") in users
+    return device.tech in ("pjsip", "sip") and has_user
 
 
 def resolve_fetch_extension(
@@ -106,28 +118,32 @@ def resolve_fetch_extension(
     if device is None:
         # Selecting coreDevice's fields on a missing extension fails on FreePBX.
         return {"status": False, "message": EXTENSION_NOT_FOUND, "coreDevice": {}}
-    return _extension(pbx, device, listed=False)
+    user = pbx.store.find_user(device.user_extension)
+    users = {} if user is None else {device.user_extension.rstrip(" "): user}
+    return _extension(device, users, listed=False)
 
 
-def _extension(pbx: Pbx, device: Device, *, listed: bool) -> dict[str, Any]:
+def _extension(
+    device: Device, users: dict[str, CoreUser], *, listed: bool
+) -> dict[str, Any]:
     user = None
     if device.devicetype == "fixed":
-        user = _user(pbx.store.find_user(device.user_extension), device.secret)
+        user = _user(users.get(device.user_extension.rstrip(" ")), device.secret)
     return {
         "id": LIST_ITEM_ID if listed else global_id("extension", device.id),
         "extensionId": device.id,
         "tech": device.tech,
         "user": user,
-        "coreDevice": _core_device(pbx, device),
+        "coreDevice": _core_device(device, users),
         "status": _always_fails if listed else True,
         "message": _always_fails if listed else EXTENSION_FOUND,
     }
 
 
-def _core_device(pbx: Pbx, device: Device) -> dict[str, Any]:
+def _core_device(device: Device, users: dict[str, CoreUser]) -> dict[str, Any]:
     user = None
     if device.devicetype == "fixed":
-        user = _user(pbx.store.find_user(device.user_extension), None)
+        user = _user(users.get(device.user_extension.rstrip(" ")), None)
     return {
         "id": global_id("extension", device.id),
         "deviceId": device.id,

@@ -198,6 +198,10 @@ class Store:
             path, check_same_thread=False, isolation_level=None, timeout=30
         )
         self._db.row_factory = sqlite3.Row
+        # WAL without a sync per commit keeps each request to a few
+        # milliseconds; a sandbox may lose its last writes on power loss.
+        self._db.execute("PRAGMA journal_mode = WAL")
+        self._db.execute("PRAGMA synchronous = NORMAL")
         if is_new:
             # The file contains a client secret and the signing key.
             os.chmod(path, 0o600)
@@ -341,6 +345,10 @@ class Store:
             (extension,),
         )
         return None if row is None else _core_user(row)
+
+    def list_users(self) -> list[CoreUser]:
+        rows = self._fetch_all("SELECT * FROM users ORDER BY rowid")
+        return [_core_user(row) for row in rows]
 
     def add_device(self, device: Device) -> None:
         self._execute(

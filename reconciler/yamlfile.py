@@ -1,13 +1,16 @@
 """Parse YAML into plain values while keeping the line and column of every value.
 
-PyYAML's safe composer builds the node graph; this module turns it into dicts,
-lists and scalars itself so it can reject what a plain ``yaml.safe_load`` would
-silently accept (a key given twice in one mapping) and stop an alias bomb before
-it expands.
+PyYAML's safe composer builds the node graph, and this module turns it into
+dicts, lists and scalars itself. So it can reject what a plain
+``yaml.safe_load`` would silently accept (a key given twice in one mapping, a
+tag on a list), and stop an alias bomb or a deeply nested document before it is
+expanded.
 """
 
 from __future__ import annotations
 
+import sys
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,13 +18,28 @@ import yaml
 
 from reconciler.errors import Problem
 
-# Each value in the document, after aliases are expanded, counts as one node.
-# A file of 10,000 fully specified entries has about 250,000; an alias bomb
-# ("billion laughs") has billions.
+# Each node of the document, after aliases are expanded, counts once: every key,
+# value and list item. A file of 10,000 fully specified entries has about
+# 350,000; an alias bomb ("billion laughs") has billions.
 MAX_NODES = 1_000_000
+
+# extensions.yaml nests 6 levels (file, extensions, entry, user_manager, groups,
+# group). PyYAML composes recursively, about 3 Python frames per level, so the
+# limit also keeps deep nesting far from Python's recursion limit.
+MAX_DEPTH = 20
 
 Location = tuple[int, int]
 JsonPath = tuple[str | int, ...]
+
+_YAML_TAG_PREFIX = "tag:yaml.org,2002:"
+# Tags a plain YAML file resolves to by itself. `value` is the YAML 1.1 tag of
+# a lone "=", which SafeLoader resolves but cannot construct, so it is read as
+# a string. Every other tag (!!python/..., !!binary, !!set, !custom) is rejected.
+_PLAIN_SCALAR_TAGS = frozenset(
+    _YAML_TAG_PREFIX + name
+    for name in ("str", "int", "float", "bool", "null", "timestamp", "value")
+)
+_MERGE_TAG = _YAML_TAG_PREFIX + "merge"
 
 
 @dataclass
@@ -34,6 +52,12 @@ class ParsedYaml:
     # Scalars whose YAML type is not a string, with their source text, so that
     # a message can say how YAML read them ("0212 is the octal number 138").
     scalar_texts: dict[JsonPath, str] = field(default_factory=dict)
+    # Values the parser already reported (a rejected tag, an invalid date): the
+    # value kept there is a stand-in, so no further check should describe it.
+    reported: set[JsonPath] = field(default_factory=set)
+    # Mappings that lost a key the parser rejected (a merge key, a list as a
+    # key), so a "missing key" there may be a consequence, not a second mistake.
+    incomplete: set[JsonPath] = field(default_factory=set)
 
     def position(self, path: JsonPath) -> Location:
         """Return the position of the value at ``path``, or of its nearest parent."""
@@ -41,13 +65,83 @@ class ParsedYaml:
             path = path[:-1]
         return self.positions.get(path, (1, 1))
 
+    def is_reported(self, path: JsonPath) -> bool:
+        """Return whether the parser reported the value at ``path`` or a parent."""
+        return any(path[:length] in self.reported for length in range(len(path) + 1))
+
+
+class _Rejected(Exception):
+    """A problem that rejects the whole document, at the location of ``mark``."""
+
+    def __init__(self, mark: Any, message: str) -> None:
+        super().__init__(message)
+        self.location = _location(mark)
+        self.message = message
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """SafeLoader whose composer counts nesting depth and expanded size.
+
+    Counting while composing stops a billion-laughs file after reading it once,
+    before anything is expanded, and stops an alias inside the node it names,
+    which would otherwise expand forever.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._open_anchors: list[str | None] = []
+        self._expanded_nodes = 0
+        self._anchor_sizes: dict[str, int] = {}
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        event = self.peek_event()  # type: ignore[no-untyped-call]
+        if isinstance(event, yaml.AliasEvent):
+            self._count_alias(event)
+            return super().compose_node(parent, index)
+
+        if len(self._open_anchors) >= MAX_DEPTH:
+            raise _Rejected(
+                event.start_mark,
+                f"the document nests deeper than {MAX_DEPTH} levels; "
+                "extensions.yaml needs 6 at most, so remove the extra brackets",
+            )
+        anchor = getattr(event, "anchor", None)
+        size_before = self._expanded_nodes
+        self._add_nodes(1, event.start_mark)
+        self._open_anchors.append(anchor)
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._open_anchors.pop()
+        if anchor is not None:
+            self._anchor_sizes[anchor] = self._expanded_nodes - size_before
+        return node
+
+    def _count_alias(self, event: yaml.AliasEvent) -> None:
+        if event.anchor in self._open_anchors:
+            raise _Rejected(
+                event.start_mark,
+                f"the alias *{event.anchor} is inside the node &{event.anchor} it "
+                "refers to, so it would repeat forever; remove the alias",
+            )
+        # An undefined alias has no size yet; the composer reports it.
+        self._add_nodes(self._anchor_sizes.get(str(event.anchor), 0), event.start_mark)
+
+    def _add_nodes(self, count: int, mark: Any) -> None:
+        self._expanded_nodes += count
+        if self._expanded_nodes > MAX_NODES:
+            raise _Rejected(
+                mark,
+                f"the document expands to more than {MAX_NODES:,} values here "
+                "(aliases that repeat large parts?); it is rejected",
+            )
+
 
 class _Builder:
     def __init__(self, source_name: str) -> None:
         self.source_name = source_name
         self.parsed = ParsedYaml(value=None)
         self.problems: list[Problem] = []
-        self.nodes_seen = 0
         self._constructor = yaml.SafeLoader("")
 
     def problem(self, mark: yaml.Mark, message: str) -> None:
@@ -56,12 +150,13 @@ class _Builder:
         )
 
     def build(self, node: yaml.Node, path: JsonPath) -> Any:
-        self.nodes_seen += 1
-        if self.nodes_seen > MAX_NODES:
-            raise _TooLarge(node)
         self.parsed.positions.setdefault(
             path, (node.start_mark.line + 1, node.start_mark.column + 1)
         )
+        if not _is_plain(node):
+            self.problem(node.start_mark, _tag_message(node.tag))
+            self.parsed.reported.add(path)
+            return node.value if isinstance(node, yaml.ScalarNode) else None
         if isinstance(node, yaml.MappingNode):
             return self._build_mapping(node, path)
         if isinstance(node, yaml.SequenceNode):
@@ -69,30 +164,36 @@ class _Builder:
         return self._build_scalar(node, path)
 
     def _build_scalar(self, node: yaml.Node, path: JsonPath) -> Any:
-        value = self._constructor.construct_object(node, deep=True)
+        text = str(node.value)
+        if node.tag == _YAML_TAG_PREFIX + "value":
+            return text
+        try:
+            value = self._constructor.construct_object(node, deep=True)
+        except (ValueError, LookupError, AttributeError, TypeError):
+            # SafeConstructor raises these on a scalar that matches a type's
+            # pattern but not its rules (2024-02-30, an int of 5,000 digits)
+            # and on an explicit tag with a wrong value (!!int abc, a bare
+            # !!int, !!bool maybe).
+            self.problem(node.start_mark, _scalar_message(node.tag, text))
+            self.parsed.reported.add(path)
+            return text
         if not isinstance(value, str):
-            self.parsed.scalar_texts[path] = str(node.value)
+            self.parsed.scalar_texts[path] = text
         return value
 
     def _build_mapping(self, node: yaml.MappingNode, path: JsonPath) -> dict[Any, Any]:
         result: dict[Any, Any] = {}
         first_seen: dict[Any, yaml.Mark] = {}
         for key_node, value_node in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                self.problem(key_node.start_mark, "merge keys (<<) are not supported")
+            key = self._key(key_node, path)
+            if key is None:
                 continue
-            if not isinstance(key_node, yaml.ScalarNode):
-                self.problem(key_node.start_mark, "a mapping key must be a plain name")
-                continue
-            key = self._constructor.construct_object(key_node, deep=True)
-            if not isinstance(key, str):
-                key = str(key_node.value)
             if key in first_seen:
                 line = first_seen[key].line + 1
                 self.problem(
                     key_node.start_mark,
-                    f"duplicate key '{key}': it is already given on line {line} "
-                    "of this mapping",
+                    f"duplicate key '{escape_hidden(key)}': it is already given on "
+                    f"line {line} of this mapping",
                 )
                 continue
             first_seen[key] = key_node.start_mark
@@ -104,56 +205,171 @@ class _Builder:
             result[key] = self.build(value_node, child)
         return result
 
+    def _key(self, key_node: yaml.Node, path: JsonPath) -> str | None:
+        """Return the key's text, or None after reporting a key that is rejected.
 
-class _TooLarge(Exception):
-    def __init__(self, node: yaml.Node) -> None:
-        self.node = node
+        A key is used as written: `1:` and `yes:` are the keys "1" and "yes".
+        """
+        if key_node.tag == _MERGE_TAG:
+            message = (
+                "merge keys (<<) are not supported; write the keys out in this "
+                "entry, or put shared values under defaults"
+            )
+        elif not isinstance(key_node, yaml.ScalarNode):
+            message = "a mapping key must be a plain name, not a list or a mapping"
+        elif not _is_plain(key_node):
+            message = _tag_message(key_node.tag)
+        else:
+            return str(key_node.value)
+        self.problem(key_node.start_mark, message)
+        self.parsed.incomplete.add(path)
+        return None
+
+
+def _is_plain(node: yaml.Node) -> bool:
+    if isinstance(node, yaml.ScalarNode):
+        return node.tag in _PLAIN_SCALAR_TAGS
+    if isinstance(node, yaml.MappingNode):
+        return node.tag == _YAML_TAG_PREFIX + "map"
+    return node.tag == _YAML_TAG_PREFIX + "seq"
+
+
+def _tag_message(tag: str) -> str:
+    return (
+        f"the tag {escape_hidden(_short_tag(tag))} is not allowed: this file "
+        "takes plain text, numbers, true/false, lists and mappings only; remove "
+        "the tag"
+    )
+
+
+def _scalar_message(tag: str, text: str) -> str:
+    if tag == _YAML_TAG_PREFIX + "timestamp":
+        return (
+            f"YAML reads {escape_hidden(text)} as a date, but it is not a valid date; "
+            f'quote it if it is text: "{escape_hidden(text)}"'
+        )
+    max_digits = sys.get_int_max_str_digits()
+    if tag == _YAML_TAG_PREFIX + "int" and 0 < max_digits < len(text):
+        # Python rejects converting a string of more digits than this to int
+        # (4,300 unless configured), against quadratic-time conversions.
+        return (
+            f"the number {text[:20]}... has {len(text):,} digits, far more than "
+            "any value in this file takes; shorten it"
+        )
+    return (
+        f"'{escape_hidden(text)}' is not a valid {_short_tag(tag)} value; "
+        "remove the tag or fix the value"
+    )
+
+
+def _short_tag(tag: str) -> str:
+    if tag.startswith(_YAML_TAG_PREFIX):
+        return "!!" + tag.removeprefix(_YAML_TAG_PREFIX)
+    return tag
+
+
+def escape_hidden(text: str) -> str:
+    """Return ``text`` with control and invisible format characters escaped.
+
+    Messages quote values from the file; an escape sequence or a right-to-left
+    override written to a terminal as is would hide or rewrite the message.
+    """
+    return "".join(f"\\u{ord(c):04x}" if _is_hidden(c) else c for c in text)
+
+
+def _is_hidden(character: str) -> bool:
+    """Return whether ``character`` is a control, format or line-separator one."""
+    return unicodedata.category(character) in ("Cc", "Cf", "Zl", "Zp")
 
 
 def parse_yaml(text: str, source_name: str) -> tuple[ParsedYaml, list[Problem]]:
     """Parse one YAML document; return its values and every problem found."""
     builder = _Builder(source_name)
     try:
-        documents = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+        documents = list(yaml.compose_all(text, Loader=_BoundedLoader))
+    except _Rejected as error:
+        line, column = error.location
+        return builder.parsed, [Problem(source_name, line, column, error.message)]
+    except yaml.reader.ReaderError as error:
+        return builder.parsed, [_reader_problem(error, text, source_name)]
     except yaml.MarkedYAMLError as error:
         return builder.parsed, [_syntax_problem(error, source_name)]
     except yaml.YAMLError as error:
         return builder.parsed, [Problem(source_name, 1, 1, f"invalid YAML: {error}")]
 
     if len(documents) > 1:
-        return builder.parsed, [
-            Problem(
-                source_name,
-                1,
-                1,
-                "the file holds several YAML documents; "
-                "keep one (remove the extra '---')",
-            )
-        ]
-    if not documents or documents[0] is None:
-        return builder.parsed, [Problem(source_name, 1, 1, "the file is empty")]
-
-    try:
-        builder.parsed.value = builder.build(documents[0], ())
-    except _TooLarge as error:
-        mark = error.node.start_mark
         message = (
-            f"the document expands to more than {MAX_NODES:,} values "
-            "(aliases that repeat large parts?); it is rejected"
+            "a second YAML document starts here; the file must hold exactly one, "
+            "so remove this document or the '---' line before it"
         )
         return builder.parsed, [
-            Problem(source_name, mark.line + 1, mark.column + 1, message)
+            _problem_at(documents[1].start_mark, message, source_name)
         ]
-    except yaml.constructor.ConstructorError as error:
-        return builder.parsed, [_syntax_problem(error, source_name)]
+    if not documents:
+        return builder.parsed, [_empty_problem(text, source_name)]
+
+    builder.parsed.value = builder.build(documents[0], ())
     return builder.parsed, builder.problems
 
 
+def _problem_at(mark: Any, message: str, source_name: str) -> Problem:
+    line, column = _location(mark)
+    return Problem(source_name, line, column, message)
+
+
+def _location(mark: Any) -> Location:
+    """Return a PyYAML mark (0-based) as a 1-based line and column."""
+    if mark is None:
+        return (1, 1)
+    return (mark.line + 1, mark.column + 1)
+
+
+def _empty_problem(text: str, source_name: str) -> Problem:
+    state = "the file is empty" if not text.strip() else "the file has only comments"
+    return Problem(
+        source_name, 1, 1, f"{state}; it needs version: 1 and an extensions list"
+    )
+
+
+def _reader_problem(
+    error: yaml.reader.ReaderError, text: str, source_name: str
+) -> Problem:
+    """Describe a character YAML does not allow, at its line and column."""
+    before = text[: error.position]
+    line = before.count("\n") + 1
+    column = error.position - (before.rfind("\n") + 1) + 1
+    character = error.character
+    code = ord(character) if isinstance(character, str) else int(character)
+    return Problem(
+        source_name,
+        line,
+        column,
+        f"the file contains the control character U+{code:04X}, which YAML does "
+        "not allow; remove it (is this a binary file?)",
+    )
+
+
+# Hints for PyYAML's most common syntax errors, keyed by a part of its message.
+_SYNTAX_HINTS = (
+    ("'\\t'", "indent with spaces; YAML does not allow tabs there"),
+    ("while scanning a quoted scalar", "a quote is not closed"),
+    ("expected ',' or ']'", "a list is not closed with ] or lacks a comma"),
+    ("expected ',' or '}'", "a mapping is not closed with } or lacks a comma"),
+    ("expected <block end>", "check the indentation of this line"),
+    ("mapping values are not allowed here", "quote a value that contains ': '"),
+)
+
+
 def _syntax_problem(error: yaml.MarkedYAMLError, source_name: str) -> Problem:
-    mark = error.problem_mark or error.context_mark
-    line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-    parts = [part for part in (error.context, error.problem) if part]
+    line, column = _location(error.problem_mark or error.context_mark)
+    context = error.context
+    if context and error.context_mark and error.problem_mark:
+        started = _location(error.context_mark)
+        if started != (line, column):
+            context += f" (line {started[0]}, column {started[1]})"
+    parts = [part for part in (context, error.problem) if part]
     detail = ", ".join(parts) if parts else "invalid YAML"
-    if "'\\t'" in detail or "\t" in detail:
-        detail += " (indent with spaces; YAML does not allow tabs there)"
+    hints = [hint for key, hint in _SYNTAX_HINTS if key in detail]
+    if hints:
+        detail += f" ({hints[0]})"
     return Problem(source_name, line, column, f"invalid YAML: {detail}")

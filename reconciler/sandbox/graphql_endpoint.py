@@ -97,26 +97,27 @@ def handle_graphql_request(request: HttpRequest, pbx: Pbx) -> HttpResponse:
         return access_denied_response(str(denied), pbx.version, operation)
     if request.method != "POST":
         return _method_not_allowed(operation)
-    schema = schema_for_scopes(claims.scopes)
+
     try:
         body = _request_body(request)
+        if isinstance(body, list) and body:
+            return batch_response([_batch_refusal() for _ in body], pbx.version)
+        operation_request = _operation_request(body)
     except RequestError as error:
-        # NOTE: FreePBX's reply to an unreadable body was not measured.
+        # NOTE: FreePBX's response to a body graphql-php cannot read (no
+        # Content-Type, invalid JSON) was not measured.
         outcome = GraphqlOutcome([ClientError(str(error))], None)
         return graphql_response(outcome, pbx.version, operation)
-    if isinstance(body, list) and body:
-        outcomes = [_batch_refusal() for _ in body]
-        return batch_response(outcomes, pbx.version)
-    outcome = run_operation(_operation_request(body), schema, pbx)
+
+    schema = schema_for_scopes(claims.scopes)
+    outcome = run_operation(operation_request, schema, pbx)
     return graphql_response(outcome, pbx.version, operation)
 
 
 def run_operation(
-    request: OperationRequest | RequestError, schema: GraphQLSchema, pbx: Pbx
+    request: OperationRequest, schema: GraphQLSchema, pbx: Pbx
 ) -> GraphqlOutcome:
     """Parse, validate and execute one operation, wording errors as graphql-php."""
-    if isinstance(request, RequestError):
-        return GraphqlOutcome([ClientError(str(request))], None)
     try:
         document = parse(request.query)
     except GraphQLError as error:
@@ -124,6 +125,16 @@ def run_operation(
     errors = validate(schema, document)
     if errors:
         return _failed(schema, request, errors)
+    result = _execute(request, document, schema, pbx)
+    if result.data is not None:
+        keys = introspection_keys(document, request.operation_name)
+        patch_builtin_introspection(result.data, keys)
+    return _outcome(schema, request, result)
+
+
+def _execute(
+    request: OperationRequest, document: DocumentNode, schema: GraphQLSchema, pbx: Pbx
+) -> ExecutionResult:
     variables = request.variables
     if pbx.version < 17:
         variables = loosen_variables(
@@ -137,10 +148,7 @@ def run_operation(
         operation_name=request.operation_name,
     )
     assert isinstance(result, ExecutionResult)
-    if result.data is not None:
-        keys = introspection_keys(document, request.operation_name)
-        patch_builtin_introspection(result.data, keys)
-    return _outcome(schema, request, result)
+    return result
 
 
 def _outcome(
@@ -213,19 +221,19 @@ def _json_body(text: str) -> Any:
     return body
 
 
-def _operation_request(body: Any) -> OperationRequest | RequestError:
+def _operation_request(body: Any) -> OperationRequest:
     # graphql-php reads the parameter names case-insensitively.
     parameters = {str(key).lower(): value for key, value in dict(body or {}).items()}
     query = parameters.get("query")
     if query is None or query == "":
-        return RequestError(QUERY_MISSING)
+        raise RequestError(QUERY_MISSING)
     if not isinstance(query, str):
-        return RequestError(f'"query" must be string, but got {json.dumps(query)}')
+        raise RequestError(f'"query" must be string, but got {json.dumps(query)}')
     variables = parameters.get("variables")
     if isinstance(variables, str):
         variables = _decoded_variables(variables)
     if variables is not None and not isinstance(variables, dict):
-        return RequestError(
+        raise RequestError(
             '"variables" must be array or JSON-encoded string, but got'
             f" {json.dumps(variables)}"
         )

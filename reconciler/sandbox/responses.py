@@ -63,10 +63,9 @@ def graphql_response(
 
 def batch_response(outcomes: list[GraphqlOutcome], version: int) -> HttpResponse:
     """Pass a batch's results through: the wrapper only looks at an object body."""
-    payload = [
-        _raw_result(outcome, category="request", version=version)
-        for outcome in outcomes
-    ]
+    # graphql-php 0.13 adds the error category, and 15 (FreePBX 17) dropped it.
+    category = "request" if version < 17 else None
+    payload = [_raw_result(outcome, category) for outcome in outcomes]
     return json_response(200, payload, SUCCESS_HEADERS)
 
 
@@ -106,25 +105,18 @@ def _failed_first_field(data: dict[str, Any] | None) -> dict[str, Any] | None:
     return _wrapper(first.get("message"))
 
 
-def _raw_result(
-    outcome: GraphqlOutcome, *, category: str | None = None, version: int = 17
-) -> dict[str, Any]:
+def _raw_result(outcome: GraphqlOutcome, category: str | None = None) -> dict[str, Any]:
     result: dict[str, Any] = {}
     if outcome.errors:
-        result["errors"] = [
-            _raw_error(error, category, version) for error in outcome.errors
-        ]
+        result["errors"] = [_raw_error(error, category) for error in outcome.errors]
     if outcome.data is not None:
         result["data"] = outcome.data
     return result
 
 
-def _raw_error(
-    error: ClientError, category: str | None, version: int
-) -> dict[str, Any]:
+def _raw_error(error: ClientError, category: str | None) -> dict[str, Any]:
     raw: dict[str, Any] = {"message": error.message}
-    # graphql-php 0.13 adds the error category; 15 (FreePBX 17) dropped it.
-    if category is not None and version < 17:
+    if category is not None:
         raw["extensions"] = {"category": category}
     if error.locations:
         raw["locations"] = error.locations

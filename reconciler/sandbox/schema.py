@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import pathlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -169,7 +169,9 @@ def _pruned_schema(access: Access) -> GraphQLSchema:
     return GraphQLSchema(query=query, mutation=mutation, directives=full.directives)
 
 
-def _fields(root: GraphQLObjectType, allows: Any) -> dict[str, GraphQLField]:
+def _fields(
+    root: GraphQLObjectType, allows: Callable[[str], bool]
+) -> dict[str, GraphQLField]:
     return {name: field for name, field in root.fields.items() if allows(name)}
 
 

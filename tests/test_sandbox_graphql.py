@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import requests
 
-from reconciler.sandbox.server import RequestRecord, SandboxServer
+from reconciler.sandbox.server import RequestRecord, SandboxServer, serve_forever
 
 TOKEN_PATH = "/admin/api/api/token"
 GRAPHQL_PATH = "/admin/api/api/gql"
@@ -439,6 +439,30 @@ def test_requests_recorded(sandbox: SandboxServer) -> None:
 def test_serves_loopback_only(sandbox: SandboxServer) -> None:
     assert sandbox.url.startswith("http://127.0.0.1:")
     assert not sandbox.url.endswith("/")
+
+
+def test_serve_forever_stops_on_interrupt(tmp_path: Path) -> None:
+    statuses: list[int] = []
+
+    def on_ready(server: SandboxServer) -> None:
+        response = requests.post(
+            server.url + TOKEN_PATH,
+            data={"grant_type": "client_credentials"},
+            auth=(server.client_id, server.client_secret),
+            timeout=10,
+        )
+        statuses.append(response.status_code)
+        raise KeyboardInterrupt
+
+    serve_forever(
+        tmp_path / "pbx.sqlite3",
+        freepbx_version=16,
+        port=0,
+        reload_seconds=1.0,
+        on_ready=on_ready,
+    )
+
+    assert statuses == [200]
 
 
 def test_unsupported_version_rejected(tmp_path: Path) -> None:

@@ -454,6 +454,18 @@ def test_update_empty_name_keeps_name(sandbox: SandboxServer) -> None:
     assert fetch(sandbox, "7122")["user"]["name"] == "Kept"
 
 
+def test_update_too_long_keeps_extension(sandbox: SandboxServer) -> None:
+    add(sandbox, extensionId="7126", name="Kept", umEnable=True, umPassword="pw")
+    before = fetch(sandbox, "7126")
+    response = graphql(
+        sandbox, UPDATE, {"input": {"extensionId": "7126", "name": "x" * 51}}
+    )
+
+    assert response.status_code == 400
+    assert error_message(response) == DEVICE_TOO_LONG.format(column="description")
+    assert fetch(sandbox, "7126") == before
+
+
 @pytest.mark.parametrize(
     ("created", "update"),
     [

@@ -65,7 +65,6 @@ def add_extension(pbx: Pbx, fields: dict[str, Any]) -> MutationResult:
         if failure is not None:
             return MutationResult(False, failure)
         extension = _build_extension(pbx, fields, secret=None)
-        _reject_existing_user(pbx, fields["extensionId"])
         _store_extension(pbx, extension)
     return MutationResult(True, CREATED)
 
@@ -86,11 +85,10 @@ def update_extension(pbx: Pbx, fields: dict[str, Any]) -> MutationResult:
         if _update_is_ignored(pbx, fields, device):
             return MutationResult(None, None)
         merged = _merge_existing(pbx, fields, device)
-        # NOTE: values are checked before the old rows go, so a too-long
-        # value leaves the extension as it was. A real FreePBX may already
-        # have deleted it at that point.
-        extension = _build_extension(pbx, merged, secret=fields.get("extPassword"))
         _delete_rows(pbx, device.id, userman=True)
+        # NOTE: a too-long value raises here and rolls the deletion back, so
+        # the extension stays as it was. A real FreePBX may have lost it.
+        extension = _build_extension(pbx, merged, secret=fields.get("extPassword"))
         _store_extension(pbx, extension)
     return MutationResult(True, UPDATED)
 
@@ -194,7 +192,10 @@ def _build_extension(
     tech = fields.get("tech")
     if tech is None:
         tech = "pjsip"
+    # Core inserts the device, then checks for an existing user, then
+    # inserts the user: the first failure decides the message.
     device = _build_device(pbx, fields, extension_id, tech, secret)
+    _reject_existing_user(pbx, extension_id)
     user = _build_user(pbx, fields, extension_id)
     return NewExtension(
         device=device,

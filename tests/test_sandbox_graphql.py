@@ -174,6 +174,10 @@ def test_scope_grants_fields(sandbox: SandboxServer, scope: str, query: str) -> 
             'Field "fetchAllExtensions" of type "ExtensionConnection" must have a'
             ' selection of subfields. Did you mean "fetchAllExtensions { ... }"?',
         ),
+        (
+            "mutation { fwconsoleCommand(input: {command: lorem}) { status } }",
+            "Expected type command, found lorem.",
+        ),
         ("{ fetchAllExtensions {", "Syntax Error: Expected Name, found <EOF>"),
         (
             '{ fetchExtension(extensionId: "1" { status } }',

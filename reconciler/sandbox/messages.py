@@ -216,13 +216,7 @@ def _unknown_argument(
     )
 
 
-def _bad_scalar_literal(
-    match: re.Match[str], _schema: GraphQLSchema, _: dict[str, Any]
-) -> str:
-    return f"Expected type {match['type']}, found {match['value']}."
-
-
-def _bad_enum_literal(
+def _bad_literal(
     match: re.Match[str], _schema: GraphQLSchema, _: dict[str, Any]
 ) -> str:
     return f"Expected type {match['type']}, found {match['value']}."
@@ -298,13 +292,13 @@ REWRITES: list[tuple[re.Pattern[str], Rewrite]] = [
         ),
         _unknown_argument,
     ),
-    (BAD_SCALAR, _bad_scalar_literal),
+    (BAD_SCALAR, _bad_literal),
     (
         re.compile(
             r"Value '(?P<value>[^']*)' does not exist in '(?P<type>\w+)' enum\..*",
             re.DOTALL,
         ),
-        _bad_enum_literal,
+        _bad_literal,
     ),
     (
         re.compile(

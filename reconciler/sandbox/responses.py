@@ -1,10 +1,11 @@
-"""How the FreePBX api module turns a GraphQL result into an HTTP response.
+"""HTTP responses built from GraphQL results, as the FreePBX api module builds them.
 
 FreePBX 16 keeps only the first error and responds with HTTP 400
-{"errors":[{"message":...,"status":false}]}; without errors, a first root
-field whose selected `status` is false gets the same 400 wrapper; anything
-else passes through with HTTP 200. The FreePBX 17 snapshot loses the 400 for
-GraphQL errors and passes graphql-php's own error list through with HTTP 200.
+{"errors":[{"message":...,"status":false}]}. Without errors, a first root
+field whose selected `status` is false gets the same 400 wrapper, and
+anything else passes through with HTTP 200. The FreePBX 17 snapshot loses the
+400 for GraphQL errors and passes graphql-php's own error list through with
+HTTP 200.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Access tokens: JWTs signed with HMAC-SHA256, and their check on each request.
 
-A real FreePBX signs RS256 with a server key pair; the sandbox signs HS256
-with a per-state-file key. The checks and their hints follow the token
+A real FreePBX signs RS256 with a server key pair, while the sandbox signs
+HS256 with a per-state-file key. The checks and their hints follow the token
 validator of league/oauth2-server 6.1.1 with lcobucci/jwt 3.x, which FreePBX 16
-bundles: the hint tells which check failed.
+bundles, and each hint names the check that failed.
 """
 
 from __future__ import annotations

@@ -116,3 +116,16 @@ def same_text(live: str, desired: str) -> bool:
     value equals the desired one when it does as is or once decoded.
     """
     return live == desired or html.unescape(live) == desired
+
+
+def same_name(live: str, desired: str) -> bool:
+    """Compare a user name read from FreePBX with the name in the file.
+
+    FreePBX 16 stores ``stored_user_name(desired)``. FreePBX 17 stores names
+    HTML-entity encoded, so a ``<`` can arrive as ``&lt;`` instead of ``(``;
+    both readings are accepted.
+    """
+    return (
+        same_text(live, stored_user_name(desired))
+        or html.unescape(live) == desired.strip()
+    )

@@ -14,6 +14,7 @@ from reconciler.models import (
     DesiredState,
     LiveExtension,
     LiveState,
+    same_name,
     same_text,
 )
 
@@ -97,7 +98,9 @@ def compare(desired: DesiredExtension, live: LiveExtension) -> tuple[FieldDrift,
     differences = []
     for field, desired_value in wanted.items():
         live_value = actual[field]
-        if isinstance(desired_value, str) and isinstance(live_value, str):
+        if field == "name" and isinstance(live_value, str):
+            equal = same_name(live_value, desired.name)
+        elif isinstance(desired_value, str) and isinstance(live_value, str):
             equal = same_text(live_value, desired_value)
         else:
             equal = live_value == desired_value

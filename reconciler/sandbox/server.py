@@ -63,7 +63,13 @@ class SandboxServer:
     """A FreePBX API emulator serving one state file on 127.0.0.1.
 
     `client_id` and `client_secret` belong to the application created with
-    the state file. `requests` lists every request served, in order.
+    the state file, whose allowed scopes are "gql:core gql:framework". The
+    token endpoint checks the secret's SHA-256, and the state file also keeps
+    the secret itself so that a restarted sandbox can show it again.
+    `requests` lists every request served, in order, with the URL path
+    without its query string. `reload_seconds` is how long a doreload stays
+    "Processing". `asterisk_version`, `sip_driver` and `extension_limit`
+    are described in PbxSettings.
     """
 
     def __init__(

@@ -175,6 +175,7 @@ def plan(
     Example: reconciler plan -f extensions.yaml --detailed-exitcode
     """
     from reconciler.desired import load_desired_state
+    from reconciler.missing_email import check_creates_have_email
     from reconciler.saved_plan import write_saved_plan
 
     _setup_logging(debug)
@@ -189,6 +190,7 @@ def plan(
             the_plan, live = _compute_plan(settings, desired)
         target = _target_identity(settings, sandbox)
         echo(_render(the_plan, output_format, str(file), target))
+        check_creates_have_email(the_plan, str(file))
         if out is not None:
             write_saved_plan(out, the_plan, file, target, live)
             echo(
@@ -337,6 +339,7 @@ def _apply(settings: ConnectionSettings, run: _ApplyRun) -> ApplyResult | None:
     from reconciler.applier import ApplyOptions, apply_plan
     from reconciler.client import FreePBXClient
     from reconciler.credentials import check_secret_sources
+    from reconciler.missing_email import check_creates_have_email
     from reconciler.planner import compute_plan
     from reconciler.render import render_apply_result, render_create, render_plan
     from reconciler.saved_plan import check_live_unchanged
@@ -353,6 +356,7 @@ def _apply(settings: ConnectionSettings, run: _ApplyRun) -> ApplyResult | None:
         _check_max_creates(
             len(the_plan.creates), run.max_creates, run.desired.max_creates
         )
+        check_creates_have_email(the_plan, str(run.file))
         check_secret_sources(the_plan.creates)
         count = _plural(len(the_plan.creates), "extension")
         if not run.yes and not typer.confirm(f"Create {count}?", err=True):

@@ -889,7 +889,7 @@ def _build_extension(
     return DesiredExtension(
         extension=number,
         name=entry["name"],
-        email=entry["email"],
+        email=entry.get("email"),
         tech=tech,
         outbound_cid=outbound or "",
         emergency_cid=settings["emergency_cid"] or "",

@@ -32,7 +32,9 @@ class DesiredExtension:
 
     extension: str
     name: str
-    email: str
+    # None when the entry has no email, as in an export that could not read
+    # emails; such an entry is never created.
+    email: str | None
     tech: str = "pjsip"
     outbound_cid: str = ""
     emergency_cid: str = ""

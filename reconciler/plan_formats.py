@@ -119,7 +119,8 @@ def render_markdown(plan: Plan, source: str, target: str) -> str:
 def _markdown_rows(plan: Plan) -> list[str]:
     rows = []
     for e in plan.creates:
-        details = f"{e.email}, {e.tech}, voicemail {'on' if e.voicemail else 'off'}, "
+        email = e.email or "email missing"
+        details = f"{email}, {e.tech}, voicemail {'on' if e.voicemail else 'off'}, "
         details += f"user manager {'on' if e.user_manager else 'off'}"
         rows.append(_row("create", e.extension, e.name, details))
     for d in plan.drifts:

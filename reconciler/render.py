@@ -54,7 +54,7 @@ def _creates_section(plan: Plan) -> list[str]:
 def creation_fields(extension: DesiredExtension) -> list[tuple[str, str]]:
     """Return the fields an addExtension will send, secrets described, not shown."""
     fields = [
-        ("email", extension.email),
+        ("email", extension.email or "missing (add email: to the entry)"),
         ("tech", extension.tech),
         ("outbound caller ID", _or_none(extension.outbound_cid)),
         ("emergency caller ID", _or_none(extension.emergency_cid)),

@@ -126,7 +126,7 @@ def test_invalid_file_sends_nothing(pbx_env: SandboxServer, tmp_path: Path) -> N
         assert result.exit_code == 1
         assert "reads 0212 as an octal number 138" in result.stderr
         assert (
-            f"{path}:3:5: extensions[0]: missing required key 'email'" in result.stderr
+            f"{path}:3:5: extensions[0]: missing required key 'name'" in result.stderr
         )
     assert pbx_env.requests == []
 

@@ -388,6 +388,77 @@ def _check_max_creates(count: int, flag: int | None, in_file: int | None) -> Non
         )
 
 
+# --- export -----------------------------------------------------------------------
+
+
+@app.command()
+def export(
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="Write the file here instead of to stdout."
+        ),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite the --output file if it exists.")
+    ] = False,
+    url: UrlOption = None,
+    client_id: ClientIdOption = None,
+    scope: ScopeOption = DEFAULT_SCOPE,
+    ca_bundle: CaBundleOption = None,
+    connect_timeout: ConnectTimeoutOption = 10.0,
+    read_timeout: ReadTimeoutOption = 60.0,
+    allow_http: AllowHttpOption = False,
+    sandbox: SandboxOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """Read the PBX once and write its extensions as an extensions file.
+
+    A plan of the exported file against the same PBX has nothing to do.
+
+    Example: reconciler export -o extensions.yaml
+    """
+    from datetime import UTC, datetime
+
+    from reconciler.export import (
+        check_output,
+        public_url,
+        render_export,
+        validate_export,
+        write_export,
+    )
+
+    _setup_logging(debug)
+    with _errors_reported(debug):
+        if output is not None:
+            check_output(output, force)  # before any request
+        connection = _ConnectionOptions(
+            url, client_id, scope, ca_bundle, connect_timeout, read_timeout, allow_http
+        )
+        with _connection(sandbox, connection) as settings:
+            live = _read_live_state(settings)
+            source = public_url(_target_identity(settings, sandbox))
+        exported = render_export(live, source, datetime.now(UTC))
+        validate_export(exported.text)
+        if output is None:
+            echo(exported.text.removesuffix("\n"))
+        else:
+            write_export(exported.text, output, force)
+    for reason in exported.skipped:
+        echo(f"Warning: left out {reason}", err=True)
+    if output is not None:
+        count = _plural(exported.exported, "extension")
+        echo(f"Wrote {count} to {output}.", err=True)
+
+
+def _read_live_state(settings: ConnectionSettings) -> LiveState:
+    from reconciler import pbx
+    from reconciler.client import FreePBXClient
+
+    with FreePBXClient(settings) as client:
+        return pbx.read_live_state(client)
+
+
 # --- sandbox ----------------------------------------------------------------------
 
 

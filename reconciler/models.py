@@ -78,6 +78,9 @@ class LiveExtension:
     outbound_cid: str
     emergency_cid: str
     voicemail: bool
+    # The device description: the name as given, where FreePBX 16 keeps the
+    # < and > that it turns into ( and ) in the user name.
+    description: str = ""
 
     def readable_fields(self) -> dict[str, str | bool]:
         return {

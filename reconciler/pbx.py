@@ -70,6 +70,7 @@ def _live_extension(item: dict[str, Any]) -> LiveExtension:
         outbound_cid=user.get("outboundCid") or "",
         emergency_cid=device.get("emergencyCid") or "",
         voicemail=user.get("voicemail") not in (None, "", "novm"),
+        description=device.get("description") or "",
     )
 
 

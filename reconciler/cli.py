@@ -119,18 +119,47 @@ def main() -> None:
 
 
 @app.command()
-def validate(file: FileOption = Path("extensions.yaml")) -> None:
-    """Check the file against the schema and the rules a schema cannot state.
+def validate(
+    files: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="Files to check, as a pre-commit hook passes them; each is "
+            "checked even when an earlier one is invalid.",
+            metavar="FILE",
+            show_default=False,
+        ),
+    ] = None,
+    file: Annotated[
+        Path | None,
+        typer.Option(
+            "--file", "-f", help="The desired-state file [default: extensions.yaml]."
+        ),
+    ] = None,
+) -> None:
+    """Check each file against the schema and the rules a schema cannot state.
 
-    Every problem is printed as FILE:LINE:COLUMN: message; exit 1 if any.
+    Every problem is printed as FILE:LINE:COLUMN: message; exit 1 if any file
+    has one. No request is sent.
 
     Example: reconciler validate -f extensions.yaml
     """
     from reconciler.desired import load_desired_state
 
-    with _errors_reported(debug=False):
-        state = load_desired_state(file)
-    echo(f"{file}: valid, {_plural(len(state.extensions), 'extension')}.")
+    paths = [*(files or []), *([file] if file is not None else [])]
+    invalid = 0
+    for path in paths or [Path("extensions.yaml")]:
+        try:
+            state = load_desired_state(path)
+        except InvalidDesiredState as error:
+            invalid += 1
+            for problem in error.problems:
+                echo(str(problem), err=True)
+            count = _plural(len(error.problems), "problem")
+            echo(f"{count} found; nothing was sent to the PBX.", err=True)
+            continue
+        echo(f"{path}: valid, {_plural(len(state.extensions), 'extension')}.")
+    if invalid:
+        raise typer.Exit(EXIT_ERROR)
 
 
 # --- plan -----------------------------------------------------------------------

@@ -488,6 +488,68 @@ def _read_live_state(settings: ConnectionSettings) -> LiveState:
         return pbx.read_live_state(client)
 
 
+# --- add --------------------------------------------------------------------------
+
+
+@app.command()
+def add(
+    name: Annotated[str, typer.Option(help="The new hire's name.")],
+    email: Annotated[str, typer.Option(help="The new hire's email address.")],
+    extension: Annotated[
+        str | None,
+        typer.Option(
+            help="The number to give; without it, the lowest number of the file's "
+            "numbering range that neither the file nor the PBX uses."
+        ),
+    ] = None,
+    file: FileOption = Path("extensions.yaml"),
+    offline: Annotated[
+        bool,
+        typer.Option(
+            "--offline", help="Check numbers against the file only, not the PBX."
+        ),
+    ] = False,
+    url: UrlOption = None,
+    client_id: ClientIdOption = None,
+    scope: ScopeOption = DEFAULT_SCOPE,
+    ca_bundle: CaBundleOption = None,
+    connect_timeout: ConnectTimeoutOption = 10.0,
+    read_timeout: ReadTimeoutOption = 60.0,
+    allow_http: AllowHttpOption = False,
+    sandbox: SandboxOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """Append a new hire's entry to the file, keeping the rest byte for byte.
+
+    The PBX is read once, unless --offline, and never written; apply creates
+    the extension.
+
+    Example: reconciler add --name "Ada Lovelace" --email ada@example.com
+    """
+    from reconciler import newhire
+
+    _setup_logging(debug)
+    with _errors_reported(debug):
+        draft = newhire.prepare(file, newhire.NewHire(name, email, extension))
+        pbx_numbers = None
+        if not offline:
+            connection = _ConnectionOptions(
+                url,
+                client_id,
+                scope,
+                ca_bundle,
+                connect_timeout,
+                read_timeout,
+                allow_http,
+            )
+            with _connection(sandbox, connection) as settings:
+                live = _read_live_state(settings)
+            pbx_numbers = {e.extension for e in live.extensions}
+        number = newhire.add(draft, pbx_numbers)
+    echo(f"Added extension {number} ({name}) to {file}.")
+    echo(f"Review it with: reconciler plan -f {file}", err=True)
+
+
 # --- sandbox ----------------------------------------------------------------------
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from reconciler.errors import InvalidDesiredState, Problem
 from reconciler.models import RANDOM, DesiredExtension, DesiredState, SecretSource
-from reconciler.schema_file import load_schema
+from reconciler.schema_file import load_inlined_schema
 from reconciler.yamlfile import JsonPath, ParsedYaml, escape_hidden, parse_yaml
 
 # Larger files are rejected before parsing: 10,000 fully specified entries take
@@ -124,7 +124,7 @@ def _unique(problems: list[Problem]) -> list[Problem]:
 def _schema_problems(parsed: ParsedYaml, name: str) -> list[Problem]:
     import jsonschema  # imported here: it is the slowest import of a validate run
 
-    validator = jsonschema.Draft202012Validator(load_schema())
+    validator = jsonschema.Draft202012Validator(load_inlined_schema())
     problems = _misread_number_problems(parsed, name)
     misread = {(p.line, p.column) for p in problems}
     for error in validator.iter_errors(parsed.value):
@@ -169,7 +169,7 @@ def _describe_schema_error(error: Any, parsed: ParsedYaml, name: str) -> list[Pr
         return []
     kind = error.validator
 
-    if kind in ("additionalProperties", "unevaluatedProperties"):
+    if kind == "additionalProperties":
         return _unknown_key_problems(error, path, parsed, name)
     if kind == "required":
         return _missing_key_problems(error, path, parsed, name)
@@ -266,12 +266,7 @@ def _missing_key_problems(
 
 
 def _allowed_keys(schema: dict[str, Any]) -> set[str]:
-    keys = set(schema.get("properties", {}))
-    for part in schema.get("allOf", []):
-        ref = part.get("$ref", "")
-        if ref.endswith("settings_properties"):
-            keys.update(SETTING_KEYS)
-    return keys
+    return set(schema.get("properties", {}))
 
 
 def _range_text(schema: dict[str, Any]) -> str:
@@ -546,6 +541,10 @@ def _text_problems(parsed: ParsedYaml, name: str) -> list[Problem]:
     """Reject control and invisible characters: FreePBX would store them as is."""
     problems = []
     for path, value in _strings(parsed.value, ()):
+        # isprintable() is False for every forbidden character (and for some
+        # allowed ones), so it spares the per-character scan of almost every value.
+        if value.isprintable():
+            continue
         bad = next((c for c in value if _is_forbidden_character(c)), None)
         if bad is None or parsed.is_reported(path):
             continue

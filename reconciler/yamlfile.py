@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 import unicodedata
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
@@ -79,25 +79,28 @@ class _Rejected(Exception):
         self.message = message
 
 
-class _BoundedLoader(yaml.SafeLoader):
-    """SafeLoader whose composer counts nesting depth and expanded size.
+class _Bounds:
+    """A composer mixin that counts nesting depth and expanded size.
 
     Counting while composing stops a billion-laughs file after reading it once,
     before anything is expanded, and stops an alias inside the node it names,
     which would otherwise expand forever.
     """
 
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
+    def _start_counting(self) -> None:
         self._open_anchors: list[str | None] = []
         self._expanded_nodes = 0
         self._anchor_sizes: dict[str, int] = {}
 
+    # Set by the loader class this is mixed into (PyYAML's composer and parser).
+    peek_event: Any
+
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
-        event = self.peek_event()  # type: ignore[no-untyped-call]
+        event = self.peek_event()
+        composer: Any = super()
         if isinstance(event, yaml.AliasEvent):
             self._count_alias(event)
-            return super().compose_node(parent, index)
+            return cast(yaml.Node, composer.compose_node(parent, index))
 
         if len(self._open_anchors) >= MAX_DEPTH:
             raise _Rejected(
@@ -110,7 +113,7 @@ class _BoundedLoader(yaml.SafeLoader):
         self._add_nodes(1, event.start_mark)
         self._open_anchors.append(anchor)
         try:
-            node = super().compose_node(parent, index)
+            node = cast(yaml.Node, composer.compose_node(parent, index))
         finally:
             self._open_anchors.pop()
         if anchor is not None:
@@ -135,6 +138,42 @@ class _BoundedLoader(yaml.SafeLoader):
                 f"the document expands to more than {MAX_NODES:,} values here "
                 "(aliases that repeat large parts?); it is rejected",
             )
+
+
+class _BoundedLoader(_Bounds, yaml.SafeLoader):
+    """PyYAML's pure-Python safe loader with the bounds; its messages are tested."""
+
+    def __init__(self, stream: str) -> None:
+        yaml.SafeLoader.__init__(self, stream)
+        self._start_counting()
+
+
+try:
+    from yaml.cyaml import CParser  # type: ignore[attr-defined]
+except ImportError:  # PyYAML built without libyaml
+    CParser = None  # type: ignore[assignment, misc]
+
+
+class _FastBoundedLoader(
+    _Bounds,
+    yaml.composer.Composer,
+    CParser or yaml.parser.Parser,  # type: ignore[misc]
+    yaml.constructor.SafeConstructor,
+    yaml.resolver.Resolver,
+):
+    """libyaml's scanner and parser under the bounded Python composer.
+
+    About 15 times faster than the pure-Python scanner on a large file. Its
+    error messages differ, so a file it rejects is parsed again by
+    _BoundedLoader to report the tested message.
+    """
+
+    def __init__(self, stream: str) -> None:
+        CParser.__init__(self, stream)
+        yaml.composer.Composer.__init__(self)
+        yaml.constructor.SafeConstructor.__init__(self)
+        yaml.resolver.Resolver.__init__(self)
+        self._start_counting()
 
 
 class _Builder:
@@ -286,7 +325,7 @@ def parse_yaml(text: str, source_name: str) -> tuple[ParsedYaml, list[Problem]]:
     """Parse one YAML document; return its values and every problem found."""
     builder = _Builder(source_name)
     try:
-        documents = list(yaml.compose_all(text, Loader=_BoundedLoader))
+        documents = _compose_all(text)
     except _Rejected as error:
         line, column = error.location
         return builder.parsed, [Problem(source_name, line, column, error.message)]
@@ -310,6 +349,18 @@ def parse_yaml(text: str, source_name: str) -> tuple[ParsedYaml, list[Problem]]:
 
     builder.parsed.value = builder.build(documents[0], ())
     return builder.parsed, builder.problems
+
+
+def _compose_all(text: str) -> list[yaml.Node]:
+    if _FAST_LOADER_AVAILABLE:
+        try:
+            return list(yaml.compose_all(text, Loader=_FastBoundedLoader))
+        except yaml.YAMLError:
+            pass  # Parse again below for the pure-Python loader's message.
+    return list(yaml.compose_all(text, Loader=_BoundedLoader))
+
+
+_FAST_LOADER_AVAILABLE = CParser is not None
 
 
 def _problem_at(mark: Any, message: str, source_name: str) -> Problem:

@@ -99,27 +99,44 @@ class FreePBXClient:
     # --- token -------------------------------------------------------------
 
     def fetch_token(self) -> None:
-        """Request an access token with the client credentials grant."""
+        """Request an access token with the client credentials grant.
+
+        A network failure or an HTTP 5xx is retried as a read is, because a
+        grant changes nothing on the PBX but adds one more token.
+        """
+        settings = self.settings
+        for attempt in range(1, READ_ATTEMPTS + 1):
+            try:
+                response = self._post_token_request()
+            except requests.RequestException as error:
+                failure = f"token request to {settings.token_url} failed: " + (
+                    _network_reason(error)
+                )
+                if attempt == READ_ATTEMPTS:
+                    raise PbxUnreachable(failure) from None
+            else:
+                if response.status_code < 500 or attempt == READ_ATTEMPTS:
+                    break
+                failure = f"token request failed with HTTP {response.status_code}"
+            delay = READ_BACKOFF_SECONDS * 2 ** (attempt - 1)
+            log.warning("%s; retrying in %.1f s", failure, delay)
+            time.sleep(delay)
+        self._auth.token = _token_from(response, settings)
+        register_secret(self._auth.token)
+
+    def _post_token_request(self) -> requests.Response:
         settings = self.settings
         self._count("token")
         log.debug("requesting a token from %s", settings.token_url)
         session = self._transport.session
         assert session is not None, "use FreePBXClient as a context manager"
-        try:
-            response = session.post(
-                settings.token_url,
-                data={"grant_type": "client_credentials", "scope": settings.scope},
-                auth=(settings.client_id, settings.client_secret),
-                verify=settings.verify,
-                timeout=(settings.connect_timeout, settings.read_timeout),
-            )
-        except requests.RequestException as error:
-            raise PbxUnreachable(
-                f"cannot reach the token endpoint {settings.token_url}: "
-                f"{_network_reason(error)}"
-            ) from None
-        self._auth.token = _token_from(response, settings)
-        register_secret(self._auth.token)
+        return session.post(
+            settings.token_url,
+            data={"grant_type": "client_credentials", "scope": settings.scope},
+            auth=(settings.client_id, settings.client_secret),
+            verify=settings.verify,
+            timeout=(settings.connect_timeout, settings.read_timeout),
+        )
 
     # --- GraphQL -----------------------------------------------------------
 
@@ -139,11 +156,15 @@ class FreePBXClient:
         raise AssertionError("unreachable")
 
     def mutate(self, operation: str, document: str, variables: dict[str, Any]) -> Any:
-        """Run a mutation once; it is never resent after it may have reached FreePBX."""
+        """Run a mutation once; it is never resent after it may have reached FreePBX.
+
+        Raises OutcomeUnknown when the request may have run but the response
+        is lost: no response, an HTTP 5xx, or a body that is not GraphQL.
+        """
         try:
             return self._execute(operation, document, variables)
         except _ServerFailure as error:
-            raise _public(error) from None
+            raise OutcomeUnknown(f"{operation}: {error}") from None
 
     def _execute(self, operation: str, document: str, variables: dict[str, Any]) -> Any:
         if self._auth.token is None:
@@ -341,6 +362,8 @@ def _network_reason(error: Exception) -> str:
         return "connection refused"
     if "reset" in text.lower():
         return "connection reset"
+    if "without response" in text:
+        return "connection closed without a response"
     return "connection failed"
 
 

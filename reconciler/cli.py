@@ -599,7 +599,7 @@ def sandbox(
 
 
 class _ConnectionOptions:
-    """The connection flags of plan and apply, as given."""
+    """The connection flags of the commands that read the PBX, as given."""
 
     def __init__(
         self,

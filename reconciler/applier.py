@@ -14,22 +14,37 @@ from typing import Literal
 from reconciler import pbx
 from reconciler.client import FreePBXClient
 from reconciler.credentials import CredentialsFile, secrets_for
-from reconciler.errors import ApiError, OutcomeUnknown, ReconcilerError
-from reconciler.models import DesiredExtension
+from reconciler.errors import (
+    ApiError,
+    OutcomeUnknown,
+    PbxUnreachable,
+    ReconcilerError,
+    TokenError,
+)
+from reconciler.models import DesiredExtension, LiveExtension
+from reconciler.pbx import ExtensionSecrets
 from reconciler.planner import FieldDrift, Plan, compare
 
 log = logging.getLogger(__name__)
 
-CreateStatus = Literal["created", "already present", "failed", "not attempted"]
-ReloadStatus = Literal["not needed", "executed", "failed", "timed out", "not confirmed"]
+CreateStatus = Literal[
+    "created", "already present", "failed", "outcome unknown", "not attempted"
+]
+ReloadStatus = Literal[
+    "not needed", "executed", "failed", "timed out", "not confirmed", "not run"
+]
 
 # Poll intervals grow from the first to the last value; the last bounds how long
 # a finished reload goes unnoticed.
 FIRST_POLL_SECONDS = 0.25
 MAX_POLL_SECONDS = 1.0
 POLL_GROWTH = 1.5
-# After "Process is already running.", wait this long before sending doreload again.
-ALREADY_RUNNING_WAIT_SECONDS = 5.0
+# After "Process is already running.", wait before sending doreload again. The
+# waits double from the first to the last value, so a short reload is not
+# waited for long and a long one (half a minute on a real FreePBX 16) does not
+# cost a doreload every second.
+FIRST_ALREADY_RUNNING_WAIT_SECONDS = 0.5
+MAX_ALREADY_RUNNING_WAIT_SECONDS = 8.0
 
 
 @dataclass(frozen=True)
@@ -59,6 +74,8 @@ class ApplyResult:
     reload: ReloadResult = field(default_factory=lambda: ReloadResult("not needed"))
     not_converged: list[tuple[DesiredExtension, str]] = field(default_factory=list)
     interrupted: bool = False
+    # Why the creates stopped before the end: the PBX became unreachable.
+    stopped: str | None = None
     verify_error: str | None = None
 
     def count(self, status: CreateStatus) -> int:
@@ -68,7 +85,9 @@ class ApplyResult:
     def succeeded(self) -> bool:
         return (
             not self.interrupted
+            and self.stopped is None
             and self.count("failed") == 0
+            and self.count("outcome unknown") == 0
             and self.count("not attempted") == 0
             and self.reload.status in ("executed", "not needed")
             and not self.not_converged
@@ -94,16 +113,45 @@ def apply_plan(client: FreePBXClient, plan: Plan, options: ApplyOptions) -> Appl
     result = ApplyResult()
     if not plan.creates:
         return result
+    # The secrets sent with each addExtension whose outcome is still unknown.
+    unknown: dict[str, ExtensionSecrets] = {}
 
-    _create_all(client, plan.creates, options, result)
+    _create_all(client, plan.creates, options, result, unknown)
 
-    # Apply config once, and only when something was added.
-    if any(r.status == "created" for r in result.creates):
+    # Ctrl-C is a request to stop now, and apply config can take minutes, so
+    # the next apply runs it (apply_pending_config).
+    if result.interrupted:
+        result.reload = ReloadResult("not run", details="interrupted")
+        return result
+
+    # Apply config once, when an addExtension has or may have changed the PBX.
+    if unknown or any(r.status == "created" for r in result.creates):
         result.reload = _apply_config(client, options)
 
     # Read the PBX once more: created is not done until it is listed as desired.
-    _verify(client, result)
+    _verify(client, result, unknown, options)
     return result
+
+
+def apply_pending_config(
+    client: FreePBXClient, options: ApplyOptions
+) -> ReloadResult | None:
+    """Run apply config if FreePBX has changes not yet applied; else return None.
+
+    An interrupted apply, or one whose apply config failed or timed out,
+    leaves extensions created but not live, and a re-run has nothing to
+    create. It runs apply config here, which also applies any change pending
+    from FreePBX's web interface, as every apply config does.
+    """
+    try:
+        needed = pbx.reload_needed(client)
+    except ReconcilerError as error:
+        log.warning("cannot tell whether apply config is needed: %s", error)
+        return None
+    if not needed:
+        return None
+    options.on_reload("FreePBX has changes that no apply config has applied yet")
+    return _apply_config(client, options)
 
 
 def _create_all(
@@ -111,6 +159,7 @@ def _create_all(
     creates: tuple[DesiredExtension, ...],
     options: ApplyOptions,
     result: ApplyResult,
+    unknown: dict[str, ExtensionSecrets],
 ) -> None:
     total = len(creates)
     for index, extension in enumerate(creates, start=1):
@@ -120,85 +169,164 @@ def _create_all(
                 CreateResult(e, "not attempted") for e in creates[index - 1 :]
             )
             return
-        outcome = _create_one(client, extension, options)
+        try:
+            outcome = _create_one(client, extension, options, unknown)
+        except (PbxUnreachable, TokenError) as error:
+            # The request was not sent, and the next ones would fail the same way.
+            outcome = CreateResult(extension, "failed", f"not sent: {error}")
+            result.stopped = str(error)
         result.creates.append(outcome)
         options.on_create(index, total, outcome)
+        if result.stopped is not None:
+            result.creates.extend(
+                CreateResult(e, "not attempted") for e in creates[index:]
+            )
+            return
 
 
 def _create_one(
-    client: FreePBXClient, extension: DesiredExtension, options: ApplyOptions
+    client: FreePBXClient,
+    extension: DesiredExtension,
+    options: ApplyOptions,
+    unknown: dict[str, ExtensionSecrets],
 ) -> CreateResult:
     secrets = secrets_for(extension)
     try:
         message = pbx.add_extension(client, extension, secrets)
     except ApiError as error:
-        if error.server_message == pbx.ALREADY_IN_USE:
-            # Another client created it since our read; verification checks it.
-            return CreateResult(extension, "already present", error.server_message)
-        log.info("extension %s: %s", extension.extension, error)
-        return CreateResult(extension, "failed", error.server_message)
+        return _rejected(client, extension, error)
     except OutcomeUnknown as error:
-        return _settle_unknown(client, extension, secrets, options, str(error))
-    if options.credentials is not None:
-        options.credentials.record(extension, secrets)
+        return _settle_unknown(client, extension, secrets, options, unknown, error)
+    _record_credentials(options, extension, secrets)
     return CreateResult(extension, "created", message)
+
+
+def _rejected(
+    client: FreePBXClient, extension: DesiredExtension, error: ApiError
+) -> CreateResult:
+    message = error.server_message
+    log.info("extension %s: %s", extension.extension, error)
+    if message == pbx.ALREADY_IN_USE:
+        # Another client created it since our read; verification checks it.
+        return CreateResult(extension, "already present", message)
+    if "SQLSTATE" not in message:
+        return CreateResult(extension, "failed", message)
+
+    # FreePBX can fail on an SQL error after it inserted some rows, as when
+    # two clients add one number at the same moment, so read what is there.
+    try:
+        listed = extension.extension in pbx.read_live_state(client).by_number()
+    except ReconcilerError as read_error:
+        return CreateResult(
+            extension, "failed", f"{message}; the re-read failed: {read_error}"
+        )
+    if not listed:
+        return CreateResult(extension, "failed", message)
+    return CreateResult(
+        extension,
+        "already present",
+        f"{message}; a re-read lists the extension, made by another client or "
+        "partly by this request",
+    )
 
 
 def _settle_unknown(
     client: FreePBXClient,
     extension: DesiredExtension,
-    secrets: pbx.ExtensionSecrets,
+    secrets: ExtensionSecrets,
     options: ApplyOptions,
-    reason: str,
+    unknown: dict[str, ExtensionSecrets],
+    error: OutcomeUnknown,
 ) -> CreateResult:
-    """Learn from a fresh read whether an addExtension without an answer worked."""
+    """Learn from a fresh read whether an addExtension without a response worked.
+
+    A request that timed out may still run on FreePBX after the re-read, so
+    an extension the re-read does not list stays "outcome unknown" until the
+    verification read.
+    """
     log.warning(
         "extension %s: %s; reading the PBX to learn the outcome",
         extension.extension,
-        reason,
+        error,
     )
     try:
         live = pbx.read_live_state(client).by_number()
-    except ReconcilerError as error:
+    except ReconcilerError as read_error:
+        unknown[extension.extension] = secrets
         return CreateResult(
-            extension, "failed", f"outcome unknown: {reason}; re-read failed: {error}"
+            extension, "outcome unknown", f"{error}; the re-read failed: {read_error}"
         )
     if extension.extension in live:
-        if options.credentials is not None:
-            options.credentials.record(extension, secrets)
+        _record_credentials(options, extension, secrets)
         return CreateResult(
-            extension, "created", "created (confirmed by a re-read after no answer)"
+            extension, "created", f"created, as a re-read shows after: {error}"
         )
-    return CreateResult(extension, "failed", f"not created: {reason}")
+    unknown[extension.extension] = secrets
+    return CreateResult(
+        extension, "outcome unknown", f"{error}; a re-read does not list it yet"
+    )
+
+
+def _record_credentials(
+    options: ApplyOptions, extension: DesiredExtension, secrets: ExtensionSecrets
+) -> None:
+    if options.credentials is not None:
+        options.credentials.record(extension, secrets)
 
 
 def _apply_config(client: FreePBXClient, options: ApplyOptions) -> ReloadResult:
     started = time.monotonic()
     deadline = started + options.reload_timeout
-    try:
-        transaction_id = pbx.start_reload(client)
-    except ReconcilerError as error:
-        return ReloadResult("failed", details=str(error))
-    options.on_reload(f"apply config started (transaction {transaction_id})")
-
+    wait = FIRST_ALREADY_RUNNING_WAIT_SECONDS
+    restart = False
     while True:
-        outcome = _wait_for(client, transaction_id, deadline, started)
+        transaction_id, failure = _start_reload(client, started)
+        if failure is not None:
+            return failure
+        again = " again" if restart else ""
+        options.on_reload(f"apply config started{again} (transaction {transaction_id})")
+
+        outcome = _wait_for(client, transaction_id, deadline, started, options)
         if outcome.status != "failed" or outcome.details != pbx.RELOAD_ALREADY_RUNNING:
             return outcome
-        # Another reload holds FreePBX's lock; ours must run after it.
-        if time.monotonic() + ALREADY_RUNNING_WAIT_SECONDS > deadline:
-            return outcome
+        # Another reload holds FreePBX's lock, so ours must start after it ends.
+        if time.monotonic() + wait > deadline:
+            return ReloadResult(
+                "timed out",
+                transaction_id,
+                "another apply config was still running",
+                time.monotonic() - started,
+            )
         options.on_reload("another apply config is running; waiting to start ours")
-        time.sleep(ALREADY_RUNNING_WAIT_SECONDS)
-        try:
-            transaction_id = pbx.start_reload(client)
-        except ReconcilerError as error:
-            return ReloadResult("failed", details=str(error))
-        options.on_reload(f"apply config started again (transaction {transaction_id})")
+        time.sleep(wait)
+        wait = min(wait * 2, MAX_ALREADY_RUNNING_WAIT_SECONDS)
+        restart = True
+
+
+def _start_reload(
+    client: FreePBXClient, started: float
+) -> tuple[str, ReloadResult | None]:
+    try:
+        return pbx.start_reload(client), None
+    except OutcomeUnknown as error:
+        # doreload is not resent: FreePBX may be applying the configuration.
+        details = (
+            f"{error}; FreePBX may be applying the configuration, so check Apply "
+            "Config in its web interface"
+        )
+        return "", ReloadResult(
+            "not confirmed", None, details, time.monotonic() - started
+        )
+    except ReconcilerError as error:
+        return "", ReloadResult("failed", None, str(error), time.monotonic() - started)
 
 
 def _wait_for(
-    client: FreePBXClient, transaction_id: str, deadline: float, started: float
+    client: FreePBXClient,
+    transaction_id: str,
+    deadline: float,
+    started: float,
+    options: ApplyOptions,
 ) -> ReloadResult:
     interval = FIRST_POLL_SECONDS
     while True:
@@ -214,17 +342,29 @@ def _wait_for(
         if status != pbx.RELOAD_PROCESSING:
             details = pbx.reload_failure_details(client, transaction_id) or status
             return ReloadResult("failed", transaction_id, details, elapsed)
+        if options.stop_requested():
+            return ReloadResult(
+                "not confirmed",
+                transaction_id,
+                "stopped waiting (Ctrl-C); FreePBX goes on with the reload",
+                elapsed,
+            )
         if time.monotonic() + interval > deadline:
             return ReloadResult("timed out", transaction_id, None, elapsed)
         time.sleep(interval)
         interval = min(interval * POLL_GROWTH, MAX_POLL_SECONDS)
 
 
-def _verify(client: FreePBXClient, result: ApplyResult) -> None:
+def _verify(
+    client: FreePBXClient,
+    result: ApplyResult,
+    unknown: dict[str, ExtensionSecrets],
+    options: ApplyOptions,
+) -> None:
     touched = [
         r.extension
         for r in result.creates
-        if r.status in ("created", "already present")
+        if r.status in ("created", "already present", "outcome unknown")
     ]
     if not touched:
         return
@@ -234,6 +374,12 @@ def _verify(client: FreePBXClient, result: ApplyResult) -> None:
         result.verify_error = str(error)
         return
     by_number = live.by_number()
+    _settle_late(result, by_number, unknown, options)
+    touched = [
+        r.extension
+        for r in result.creates
+        if r.status in ("created", "already present")
+    ]
     for extension in touched:
         current = by_number.get(extension.extension)
         if current is None:
@@ -248,6 +394,28 @@ def _verify(client: FreePBXClient, result: ApplyResult) -> None:
             result.not_converged.append(
                 (extension, "listed twice by FreePBX (concurrent add)")
             )
+
+
+def _settle_late(
+    result: ApplyResult,
+    by_number: dict[str, LiveExtension],
+    unknown: dict[str, ExtensionSecrets],
+    options: ApplyOptions,
+) -> None:
+    """Decide each outcome still unknown from the verification read."""
+    for index, created in enumerate(result.creates):
+        if created.status != "outcome unknown":
+            continue
+        extension = created.extension
+        if extension.extension in by_number:
+            _record_credentials(options, extension, unknown[extension.extension])
+            message = (
+                f"created, as the verification read shows after: {created.message}"
+            )
+            result.creates[index] = CreateResult(extension, "created", message)
+        else:
+            message = f"not created: {created.message}"
+            result.creates[index] = CreateResult(extension, "failed", message)
 
 
 def _differences_text(differences: tuple[FieldDrift, ...]) -> str:

@@ -45,3 +45,9 @@ query FetchApiStatusDetails($txnId: ID!) {
   fetchApiStatus(txnId: $txnId) { status message details }
 }
 """
+
+FETCH_NEED_RELOAD = """
+query FetchNeedReload {
+  fetchNeedReload { status message }
+}
+"""

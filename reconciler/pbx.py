@@ -21,6 +21,7 @@ RELOAD_PROCESSING = "Processing"
 RELOAD_EXECUTED = "Executed"
 RELOAD_FAILED = "Failed"
 RELOAD_ALREADY_RUNNING = "Process is already running."
+RELOAD_REQUIRED = "Doreload is required"
 
 
 @dataclass(frozen=True)
@@ -144,6 +145,12 @@ def reload_failure_details(client: FreePBXClient, transaction_id: str) -> str | 
         return None  # FreePBX 15 has no `details` field.
     details = (data.get("fetchApiStatus") or {}).get("details")
     return str(details) if details else None
+
+
+def reload_needed(client: FreePBXClient) -> bool:
+    """Tell whether FreePBX has changes that no apply config has applied yet."""
+    data = client.query("fetchNeedReload", operations.FETCH_NEED_RELOAD, {})
+    return _payload(data, "fetchNeedReload").get("message") == RELOAD_REQUIRED
 
 
 def _payload(data: Any, root_field: str) -> dict[str, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from reconciler.applier import ApplyResult, CreateResult, ReloadResult
 from reconciler.models import DesiredExtension
-from reconciler.planner import UNREADABLE_FIELDS, Plan
+from reconciler.planner import Plan
 
 ADDITIONS_ONLY_NOTE = (
     "  Drift is reported only: apply creates missing extensions and never changes "
@@ -23,11 +23,13 @@ def render_plan(plan: Plan, source: str, target: str) -> str:
     lines += _duplicates_section(plan)
     if plan.creates:
         lines.append(
-            "Not compared: " + ", ".join(UNREADABLE_FIELDS) + " cannot be read back "
+            "Not compared: " + ", ".join(plan.not_compared) + " cannot be read back "
             "through the FreePBX GraphQL API; they are sent only when an extension is "
             "created."
         )
         lines.append("")
+    if plan.emails_unchecked:
+        lines += [f"Email not checked: {plan.email_unchecked_reason}.", ""]
     lines.append(plan_summary(plan))
     return "\n".join(lines)
 
@@ -133,34 +135,60 @@ def render_create(done: int, total: int, result: CreateResult) -> str:
 
 def render_apply_result(result: ApplyResult) -> str:
     """Return the final report: created, failed, not attempted, reload, verification."""
-    lines = []
     failed = [r for r in result.creates if r.status == "failed"]
+    unknown = [r for r in result.creates if r.status == "outcome unknown"]
     skipped = [r for r in result.creates if r.status == "not attempted"]
-    if failed:
-        lines.append(f"Failed ({len(failed)}):")
-        lines += [
-            f"  ! {r.extension.extension}  {r.extension.name}: {r.message}"
-            for r in failed
-        ]
-    if skipped:
-        lines.append(f"Not attempted ({len(skipped)}):")
-        lines += [f"  - {r.extension.extension}  {r.extension.name}" for r in skipped]
+    lines = _results_section("Failed", "!", failed, with_message=True)
+    lines += _results_section(
+        "Outcome unknown", "?", unknown, with_message=True, note=UNKNOWN_NOTE
+    )
+    lines += _results_section("Not attempted", "-", skipped, with_message=False)
+
     if result.interrupted:
         lines.append("Interrupted: stopped after the request in flight.")
+    if result.stopped is not None:
+        lines.append(f"Stopped: {result.stopped}")
     lines.append(_reload_line(result.reload))
     lines += _verification_lines(result)
+    unknown_count = f"{len(unknown)} outcome unknown, " if unknown else ""
     lines.append(
         f"Apply: {result.count('created')} created, "
         f"{result.count('already present')} already present, {len(failed)} failed, "
-        f"{len(skipped)} not attempted; apply config {result.reload.status}; "
-        f"{len(result.not_converged)} not converged."
+        f"{unknown_count}{len(skipped)} not attempted; apply config "
+        f"{result.reload.status}; {len(result.not_converged)} not converged."
     )
     return "\n".join(lines)
+
+
+UNKNOWN_NOTE = "run reconciler plan to see whether FreePBX has them"
+
+
+def _results_section(
+    title: str,
+    marker: str,
+    results: list[CreateResult],
+    *,
+    with_message: bool,
+    note: str | None = None,
+) -> list[str]:
+    if not results:
+        return []
+    count = f"{len(results)}, {note}" if note else str(len(results))
+    lines = [f"{title} ({count}):"]
+    for r in results:
+        line = f"  {marker} {r.extension.extension}  {r.extension.name}"
+        lines.append(f"{line}: {r.message}" if with_message else line)
+    return lines
 
 
 def _reload_line(reload: ReloadResult) -> str:
     if reload.status == "not needed":
         return "Apply config: not needed (nothing was created)."
+    if reload.status == "not run":
+        return (
+            f"Apply config: not run ({reload.details}); the next reconciler apply "
+            "runs it, so that the created extensions take effect."
+        )
     transaction = (
         f" (transaction {reload.transaction_id})" if reload.transaction_id else ""
     )

@@ -26,6 +26,7 @@ from reconciler.settings import DEFAULT_SCOPE, ConnectionSettings, build_setting
 
 if TYPE_CHECKING:
     from reconciler.applier import ApplyResult
+    from reconciler.client import FreePBXClient
     from reconciler.credentials import CredentialsFile
     from reconciler.models import DesiredState, LiveState
     from reconciler.planner import Plan
@@ -372,16 +373,16 @@ def _apply(settings: ConnectionSettings, run: _ApplyRun) -> ApplyResult | None:
     from reconciler.planner import compute_plan
     from reconciler.render import render_apply_result, render_create, render_plan
     from reconciler.saved_plan import check_live_unchanged
+    from reconciler.userman import read_email_state
 
     with FreePBXClient(settings) as client:
         live = pbx.read_live_state(client)
         if run.saved is not None and run.plan_path is not None:
             check_live_unchanged(run.saved, run.plan_path, run.target, live)
-        the_plan = compute_plan(run.desired, live)
+        the_plan = compute_plan(run.desired, live, read_email_state(client))
         echo(_colourize(render_plan(the_plan, str(run.file), run.target)))
         if not the_plan.creates:
-            echo("Nothing to create; apply config not needed.")
-            return None
+            return _apply_pending_config(client, run)
         _check_max_creates(
             len(the_plan.creates), run.max_creates, run.desired.max_creates
         )
@@ -403,6 +404,20 @@ def _apply(settings: ConnectionSettings, run: _ApplyRun) -> ApplyResult | None:
                 stop_requested=stop,
             )
             result = apply_plan(client, the_plan, options)
+    echo(_colourize(render_apply_result(result)))
+    return result
+
+
+def _apply_pending_config(client: FreePBXClient, run: _ApplyRun) -> ApplyResult | None:
+    from reconciler.applier import ApplyOptions, ApplyResult, apply_pending_config
+    from reconciler.render import render_apply_result
+
+    options = ApplyOptions(reload_timeout=run.reload_timeout, on_reload=echo)
+    reload = apply_pending_config(client, options)
+    if reload is None:
+        echo("Nothing to create; apply config not needed.")
+        return None
+    result = ApplyResult(reload=reload)
     echo(_colourize(render_apply_result(result)))
     return result
 
@@ -567,15 +582,43 @@ def sandbox(
     reload_seconds: Annotated[
         float, typer.Option(help="How long an emulated apply config takes.")
     ] = 1.0,
+    fault: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Inject a fault, as NAME=VALUE; repeat for more. Forms: "
+            "latency-ms=MS, latency-on=SELECTOR, http-500=SELECTOR, "
+            "truncate=SELECTOR, reset-after=SELECTOR (run, then reset the "
+            "connection), reset-before=SELECTOR, token-lifetime=SECONDS, "
+            "reload=hang|fail, race-window=SECONDS (two adds of one number within "
+            "it both succeed, as on FreePBX 16). A SELECTOR is N (the Nth "
+            "request), OPERATION (each request of it, e.g. fetchAllExtensions) or "
+            "OPERATION:N (e.g. addExtension:2).",
+            show_default=False,
+        ),
+    ] = None,
+    tls_cert: Annotated[
+        Path | None,
+        typer.Option(help="Serve HTTPS with this certificate (PEM file)."),
+    ] = None,
+    tls_key: Annotated[
+        Path | None, typer.Option(help="The private key of --tls-cert (PEM file).")
+    ] = None,
 ) -> None:
     """Serve a FreePBX API emulator on 127.0.0.1 until Ctrl-C.
 
     It prints its URL and client credentials. Example: reconciler sandbox --port 8080
     """
+    from reconciler.sandbox.faults import InvalidFault, faults_from_options
     from reconciler.sandbox.server import SandboxServer, serve_forever
 
     if freepbx_version not in (16, 17):
         fail("--freepbx-version must be 16 or 17")
+    if (tls_cert is None) != (tls_key is None):
+        fail("--tls-cert and --tls-key go together; pass both or neither")
+    try:
+        faults = faults_from_options(fault or [])
+    except InvalidFault as error:
+        fail(str(error))
 
     def announce(server: SandboxServer) -> None:
         # The sandbox's own throwaway credentials are printed on purpose: the
@@ -584,7 +627,12 @@ def sandbox(
         typer.echo(f"export FREEPBX_URL={server.url}")
         typer.echo(f"export FREEPBX_CLIENT_ID={server.client_id}")
         typer.echo(f"export FREEPBX_CLIENT_SECRET={server.client_secret}")
-        typer.echo("Use --allow-http with plan and apply. Ctrl-C stops it.")
+        if tls_cert is None:
+            typer.echo("Use --allow-http with plan and apply. Ctrl-C stops it.")
+        else:
+            typer.echo("Pass --ca-bundle with plan and apply. Ctrl-C stops it.")
+        for option in fault or []:
+            typer.echo(f"Fault: {option}")
 
     serve_forever(
         state_file,
@@ -592,6 +640,8 @@ def sandbox(
         port=port,
         reload_seconds=reload_seconds,
         on_ready=announce,
+        faults=faults,
+        tls_files=(tls_cert, tls_key) if tls_cert and tls_key else None,
     )
 
 
@@ -667,10 +717,12 @@ def _compute_plan(
     from reconciler import pbx
     from reconciler.client import FreePBXClient
     from reconciler.planner import compute_plan
+    from reconciler.userman import read_email_state
 
     with FreePBXClient(settings) as client:
         live = pbx.read_live_state(client)
-    return compute_plan(desired, live), live
+        emails = read_email_state(client)
+    return compute_plan(desired, live, emails), live
 
 
 def _target_identity(settings: ConnectionSettings, sandbox: bool) -> str:

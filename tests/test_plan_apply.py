@@ -76,7 +76,8 @@ def test_second_apply_sends_no_write(pbx_env: SandboxServer) -> None:
     later = operations(pbx_env)[before:]
     assert code == 0
     assert "Nothing to create; apply config not needed." in out
-    assert later == ["token", "fetchAllExtensions"]
+    # fetchNeedReload tells whether an earlier run left apply config to do.
+    assert later == ["token", "fetchAllExtensions", "fetchNeedReload"]
 
 
 def test_plan_reports_drift_and_unmanaged(

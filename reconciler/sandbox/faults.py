@@ -369,6 +369,66 @@ class FaultInjector:
         return graphql_response(outcome, self._pbx.version, "addExtension")
 
 
+class InvalidFault(ValueError):
+    """A fault option that is not one of FAULT_FORMS."""
+
+
+FAULT_FORMS = (
+    "latency-ms=MS, latency-on=SELECTOR, http-500=SELECTOR, truncate=SELECTOR, "
+    "reset-after=SELECTOR, reset-before=SELECTOR, token-lifetime=SECONDS, "
+    "reload=hang|fail, race-window=SECONDS; a SELECTOR is N (the Nth request), "
+    "OPERATION (each request of it) or OPERATION:N"
+)
+_SELECTOR_FIELDS = {
+    "latency-on": "latency_on",
+    "http-500": "http_500_on",
+    "truncate": "truncate_on",
+    "reset-after": "reset_after_on",
+    "reset-before": "reset_before_on",
+}
+_SECONDS_FIELDS = {
+    "latency-ms": "latency_ms",
+    "token-lifetime": "token_lifetime_seconds",
+    "race-window": "race_window_seconds",
+}
+
+
+def faults_from_options(options: list[str]) -> Faults:
+    """Build Faults from NAME=VALUE texts, such as "http-500=addExtension:2".
+
+    A selector option may be repeated, and each adds one selector.
+    """
+    faults = Faults()
+    for option in options:
+        name, _, value = option.partition("=")
+        name = name.strip()
+        try:
+            _set_fault(faults, name, value.strip())
+        except InvalidSelector as error:
+            raise InvalidFault(f"invalid fault {option!r}: {error}") from None
+        except ValueError:
+            raise InvalidFault(
+                f"invalid fault {option!r}; use one of: {FAULT_FORMS}"
+            ) from None
+    return faults
+
+
+def _set_fault(faults: Faults, name: str, value: str) -> None:
+    if name in _SELECTOR_FIELDS:
+        field_name = _SELECTOR_FIELDS[name]
+        selectors = getattr(faults, field_name)
+        setattr(faults, field_name, (*selectors, Selector.parse(value)))
+    elif name in _SECONDS_FIELDS:
+        number = float(value)
+        if not math.isfinite(number) or number < 0:
+            raise ValueError(value)
+        setattr(faults, _SECONDS_FIELDS[name], number)
+    elif name == "reload" and value in ("hang", "fail"):
+        faults.reload = "hang" if value == "hang" else "fail"
+    else:
+        raise ValueError(name)
+
+
 def drop_connection(connection: socket.socket) -> None:
     """Close `connection` with a TCP reset, so the client reads no answer at all."""
     # SO_LINGER on with a timeout of 0 makes close() send RST instead of FIN.

@@ -189,6 +189,8 @@ def _entry_lines(extension: LiveExtension) -> list[str]:
     lines = [
         f"  - extension: {_quoted(extension.extension)}",
         f"{_INDENT}name: {_scalar(exported_name(extension))}",
+        # NOTE: export reads GraphQL only. FreePBX's userman REST route lists
+        # emails, to a token with rest:userman:read, but is not read here.
         f"{_INDENT}{EMAIL_UNKNOWN_COMMENT}",
     ]
     # Only values that differ from what an entry without the key means.

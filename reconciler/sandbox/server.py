@@ -1,8 +1,9 @@
 """The sandbox PBX: an HTTP server on 127.0.0.1 that responds like FreePBX's API.
 
-It serves the token endpoint and the GraphQL endpoint of a FreePBX 16 (or of
-the FreePBX 17 snapshot with `freepbx_version=17`) from a SQLite state file,
-so extensions, applications, tokens and reloads survive a restart.
+It serves the token endpoint, the GraphQL endpoint and the userman REST
+routes of a FreePBX 16 (or of the FreePBX 17 snapshot with
+`freepbx_version=17`) from a SQLite state file, so extensions, applications,
+tokens and reloads survive a restart.
 
     with SandboxServer(tmp_path / "pbx.sqlite3") as pbx:
         requests.post(pbx.url + "/admin/api/api/token", ...)
@@ -32,6 +33,7 @@ from reconciler.sandbox.oauth import (
     new_client_credentials,
 )
 from reconciler.sandbox.pbx import Pbx, PbxSettings, load_signing_key
+from reconciler.sandbox.rest import handle_rest_request, is_rest_path
 from reconciler.sandbox.store import Application, Store
 from reconciler.sandbox.tokens import TOKEN_LIFETIME_SECONDS, secret_sha256
 
@@ -51,7 +53,11 @@ DEFAULT_ALLOWED_SCOPES = "gql:core gql:framework"
 
 @dataclass(frozen=True)
 class RequestRecord:
-    """One served HTTP request; `operation` is "token", a GraphQL root field or None."""
+    """One served HTTP request.
+
+    `operation` is "token", a GraphQL root field, a REST route such as
+    "rest userman/users", or None.
+    """
 
     method: str
     path: str
@@ -208,6 +214,8 @@ class SandboxServer:
             return handle_token_request(request, self._pbx)
         if request.path == TOKEN_PATH:
             return _html(405, METHOD_NOT_ALLOWED_PAGE, "token")
+        if is_rest_path(request.path):
+            return handle_rest_request(request, self._pbx)
         # NOTE: FreePBX serves its web GUI on other paths, which is not emulated.
         return _html(404, "<html><body><h1>Not Found</h1></body></html>", None)
 
@@ -293,6 +301,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._serve()
 
     def do_HEAD(self) -> None:
+        self._serve()
+
+    def do_OPTIONS(self) -> None:
         self._serve()
 
     def _serve(self) -> None:

@@ -400,6 +400,24 @@ class Store:
         )
         return None if row is None else UsermanUser(**dict(row))
 
+    def list_userman_users(self) -> list[tuple[int, UsermanUser]]:
+        """Return every User Management user with its id, in id order.
+
+        The id is the row's SQLite rowid, in place of userman's auto-increment
+        id, so a re-created user gets a new one.
+        """
+        # NOTE: SQLite reuses the rowid of a deleted newest row, where
+        # MariaDB's AUTO_INCREMENT would not.
+        rows = self._fetch_all(
+            "SELECT rowid AS id, * FROM userman_users ORDER BY rowid"
+        )
+        users = []
+        for row in rows:
+            values = dict(row)
+            user_id = int(values.pop("id"))
+            users.append((user_id, UsermanUser(**values)))
+        return users
+
     def add_userman_user(self, user: UsermanUser) -> None:
         self._execute(
             "INSERT INTO userman_users (username, email, displayname, password_sha256,"

@@ -1,4 +1,4 @@
-"""Speak to FreePBX: the OAuth2 token endpoint and the GraphQL endpoint.
+"""Speak to FreePBX: the OAuth2 token endpoint, the GraphQL endpoint and REST reads.
 
 One token per run, reused; one HTTP session (connection reuse) for every
 request. Every FreePBX error shape becomes an ApiError or TokenError whose
@@ -7,12 +7,13 @@ message is safe to show: no response body of the token endpoint, no secret.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import requests
 from gql import Client, GraphQLRequest
@@ -38,6 +39,8 @@ log = logging.getLogger(__name__)
 
 # gql logs whole request bodies at DEBUG, variables (PINs, passwords) included.
 logging.getLogger("gql").setLevel(logging.WARNING)
+
+_T = TypeVar("_T")
 
 # Reads are retried after a network failure or an HTTP 5xx, with back-off.
 READ_ATTEMPTS = 3
@@ -138,13 +141,35 @@ class FreePBXClient:
             timeout=(settings.connect_timeout, settings.read_timeout),
         )
 
+    def granted_scopes(self) -> frozenset[str]:
+        """Return the scopes of the access token, requesting a token if there is none.
+
+        FreePBX's token response has no scope field, so the scopes come from
+        the JWT's `scopes` claim, read without checking the signature: they
+        only decide which reads to try, and FreePBX checks each request. A
+        token that is not a readable JWT counts as granting the requested
+        scopes, because FreePBX 16 grants all of them or issues no token.
+        """
+        if self._auth.token is None:
+            self.fetch_token()
+        assert self._auth.token is not None
+        claimed = _jwt_scopes(self._auth.token)
+        if claimed is None:
+            return frozenset(self.settings.scope.split())
+        return claimed
+
     # --- GraphQL -----------------------------------------------------------
 
     def query(self, operation: str, document: str, variables: dict[str, Any]) -> Any:
         """Run a read; retry network failures and HTTP 5xx a bounded number of times."""
+        return self._read(
+            operation, lambda: self._execute(operation, document, variables)
+        )
+
+    def _read(self, operation: str, send: Callable[[], _T]) -> _T:
         for attempt in range(1, READ_ATTEMPTS + 1):
             try:
-                return self._execute(operation, document, variables)
+                return send()
             except (PbxUnreachable, OutcomeUnknown, _ServerFailure) as error:
                 if attempt == READ_ATTEMPTS:
                     raise _public(error) from None
@@ -217,6 +242,64 @@ class FreePBXClient:
             return _ServerFailure(operation, f"server error HTTP {status}", status)
         return ApiError(operation, f"unexpected HTTP {status}", status)
 
+    # --- REST --------------------------------------------------------------
+
+    def rest_get(self, operation: str, url: str) -> requests.Response:
+        """GET a REST route with the access token and return the response.
+
+        Network failures and HTTP 5xx are retried as for GraphQL reads, and
+        an OAuth rejection gets one new token. Other statuses are the
+        caller's to read. No body is logged or put in an error, because
+        userman's answers carry password hashes.
+        """
+        return self._read(operation, lambda: self._rest_get_once(operation, url))
+
+    def _rest_get_once(self, operation: str, url: str) -> requests.Response:
+        if self._auth.token is None:
+            self.fetch_token()
+        response = self._send_get(operation, url)
+        rejection = _rest_auth_rejection(response)
+        if rejection is not None:
+            log.info("FreePBX rejected the access token; requesting a new one")
+            self.fetch_token()
+            response = self._send_get(operation, url)
+            rejection = _rest_auth_rejection(response)
+            if rejection is not None:
+                raise ApiError(
+                    operation,
+                    f"access token rejected: {rejection}",
+                    response.status_code,
+                )
+        if response.status_code >= 500:
+            status = response.status_code
+            raise _ServerFailure(operation, f"server error HTTP {status}", status)
+        return response
+
+    def _send_get(self, operation: str, url: str) -> requests.Response:
+        session = self._transport.session
+        assert session is not None, "use FreePBXClient as a context manager"
+        self._count(operation)
+        started = time.monotonic()
+        try:
+            response = session.get(
+                url,
+                auth=self._auth,
+                verify=self.settings.verify,
+                timeout=(self.settings.connect_timeout, self.settings.read_timeout),
+            )
+        except requests.RequestException as error:
+            reason = _network_reason(error)
+            if _was_not_sent(error):
+                raise PbxUnreachable(
+                    f"{operation}: cannot reach {url}: {reason}"
+                ) from None
+            raise OutcomeUnknown(
+                f"{operation}: no answer from {url}: {reason}"
+            ) from None
+        elapsed = (time.monotonic() - started) * 1000
+        log.debug("%s: HTTP %s in %.0f ms", operation, response.status_code, elapsed)
+        return response
+
     def _status(self) -> int | None:
         response = self._transport.last_response
         return response.status_code if response is not None else None
@@ -241,6 +324,32 @@ class _ServerFailure(ReconcilerError):
 
 def _public(error: Exception) -> Exception:
     return error.api_error if isinstance(error, _ServerFailure) else error
+
+
+def _rest_auth_rejection(response: requests.Response) -> str | None:
+    """Return why FreePBX rejected the token of a REST request, or None.
+
+    A 401 without an OAuth body is a scope check, which a new token cannot fix.
+    """
+    if response.status_code not in (401, 500):
+        return None
+    return _oauth_message(response.text)
+
+
+def _jwt_scopes(token: str) -> frozenset[str] | None:
+    """Return the `scopes` claim of a JWT, or None when the token has none to read."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    payload = parts[1] + "=" * (-len(parts[1]) % 4)
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(payload))
+    except ValueError:  # binascii.Error and UnicodeDecodeError included
+        return None
+    scopes = claims.get("scopes") if isinstance(claims, dict) else None
+    if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
+        return None
+    return frozenset(scopes)
 
 
 def _first_message(errors: Any) -> str:

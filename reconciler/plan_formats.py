@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 from reconciler.models import DesiredExtension, SecretSource
-from reconciler.planner import UNREADABLE_FIELDS, Plan
+from reconciler.planner import Plan
 
 PLAN_FORMAT_VERSION = 1
 
@@ -44,7 +44,9 @@ def plan_to_dict(plan: Plan, source: str, target: str) -> dict[str, Any]:
             {"extension": e.extension, "name": e.name} for e in plan.unmanaged
         ],
         "duplicates": list(plan.duplicates),
-        "not_compared": list(UNREADABLE_FIELDS),
+        "not_compared": list(plan.not_compared),
+        "email_checked": plan.email_checked,
+        "email_unchecked_reason": plan.email_unchecked_reason or None,
     }
 
 
@@ -109,8 +111,10 @@ def render_markdown(plan: Plan, source: str, target: str) -> str:
         )
     if plan.creates:
         lines.append(
-            "Not compared (cannot be read back): " + ", ".join(UNREADABLE_FIELDS) + "."
+            "Not compared (cannot be read back): " + ", ".join(plan.not_compared) + "."
         )
+    if plan.emails_unchecked:
+        lines.append(f"Email not checked: {plan.email_unchecked_reason}.")
     if plan.duplicates:
         lines.append("**Listed twice by FreePBX:** " + ", ".join(plan.duplicates) + ".")
     return "\n".join(lines).rstrip() + "\n"

@@ -17,8 +17,10 @@ from reconciler.models import (
     same_name,
     same_text,
 )
+from reconciler.userman import EmailState
 
-# Fields sent at creation that the GraphQL API cannot read back.
+# Fields sent at creation that the GraphQL API cannot read back. The userman
+# REST API shows the email, to a token with a userman read scope.
 UNREADABLE_FIELDS = (
     "email",
     "user manager groups",
@@ -57,14 +59,34 @@ class Plan:
     in_sync: int
     # Numbers FreePBX lists more than once (two clients added one number at once).
     duplicates: tuple[str, ...] = ()
+    # Whether emails were read and compared; when not, why.
+    email_checked: bool = False
+    email_unchecked_reason: str = "emails were not read"
 
     @property
     def has_changes(self) -> bool:
         return bool(self.creates or self.drifts)
 
+    @property
+    def emails_unchecked(self) -> bool:
+        """Tell whether existing extensions had emails that were not compared."""
+        return not self.email_checked and bool(self.drifts or self.in_sync)
 
-def compute_plan(desired: DesiredState, live: LiveState) -> Plan:
-    """Return the plan that turns ``live`` into ``desired`` by additions only."""
+    @property
+    def not_compared(self) -> tuple[str, ...]:
+        """Return the fields sent at creation that this plan did not compare."""
+        if self.email_checked:
+            return tuple(name for name in UNREADABLE_FIELDS if name != "email")
+        return UNREADABLE_FIELDS
+
+
+def compute_plan(
+    desired: DesiredState, live: LiveState, emails: EmailState | None = None
+) -> Plan:
+    """Return the plan that turns ``live`` into ``desired`` by additions only.
+
+    ``emails`` adds email drift, when it holds the User Manager users.
+    """
     live_by_number = live.by_number()
     creates = []
     drifts = []
@@ -74,7 +96,7 @@ def compute_plan(desired: DesiredState, live: LiveState) -> Plan:
         if current is None:
             creates.append(extension)
             continue
-        differences = compare(extension, current)
+        differences = compare(extension, current) + compare_email(extension, emails)
         if differences:
             drifts.append(Drift(extension, current, differences))
         else:
@@ -88,6 +110,8 @@ def compute_plan(desired: DesiredState, live: LiveState) -> Plan:
         unmanaged=tuple(sorted(unmanaged, key=_number_order)),
         in_sync=in_sync,
         duplicates=live.duplicates,
+        email_checked=emails is not None and emails.checked,
+        email_unchecked_reason=_unchecked_reason(emails),
     )
 
 
@@ -107,6 +131,44 @@ def compare(desired: DesiredExtension, live: LiveExtension) -> tuple[FieldDrift,
         if not equal:
             differences.append(FieldDrift(field, live_value, desired_value))
     return tuple(differences)
+
+
+def compare_email(
+    desired: DesiredExtension, emails: EmailState | None
+) -> tuple[FieldDrift, ...]:
+    """Return the email drift of an existing extension, when its email was read.
+
+    Only an extension with User Manager on in the file and a User Manager user
+    on the PBX has an email to compare.
+    """
+    if emails is None or not desired.user_manager or desired.email is None:
+        return ()
+    user = emails.user_for(desired.extension)
+    if user is None or same_email(user.email, desired.email):
+        return ()
+    return (FieldDrift("email", user.email, desired.email),)
+
+
+def same_email(live: str, desired: str) -> bool:
+    """Compare two email addresses, ignoring blanks around them and the domain's case.
+
+    Domain names are case-insensitive (RFC 5321, section 2.4), but the local
+    part before the last "@" may not be, so it must match exactly.
+    """
+    live, desired = live.strip(), desired.strip()
+    if "@" not in live or "@" not in desired:
+        return live == desired
+    live_local, _, live_domain = live.rpartition("@")
+    desired_local, _, desired_domain = desired.rpartition("@")
+    # NOTE: an internationalised domain in Unicode and the same domain in
+    # punycode (xn--) compare as different.
+    return live_local == desired_local and live_domain.lower() == desired_domain.lower()
+
+
+def _unchecked_reason(emails: EmailState | None) -> str:
+    if emails is None:
+        return "emails were not read"
+    return "" if emails.checked else emails.unchecked_reason
 
 
 def _number_order(extension: DesiredExtension | LiveExtension) -> tuple[int, int, str]:

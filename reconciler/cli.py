@@ -373,12 +373,13 @@ def _apply(settings: ConnectionSettings, run: _ApplyRun) -> ApplyResult | None:
     from reconciler.planner import compute_plan
     from reconciler.render import render_apply_result, render_create, render_plan
     from reconciler.saved_plan import check_live_unchanged
+    from reconciler.userman import read_email_state
 
     with FreePBXClient(settings) as client:
         live = pbx.read_live_state(client)
         if run.saved is not None and run.plan_path is not None:
             check_live_unchanged(run.saved, run.plan_path, run.target, live)
-        the_plan = compute_plan(run.desired, live)
+        the_plan = compute_plan(run.desired, live, read_email_state(client))
         echo(_colourize(render_plan(the_plan, str(run.file), run.target)))
         if not the_plan.creates:
             return _apply_pending_config(client, run)
@@ -716,10 +717,12 @@ def _compute_plan(
     from reconciler import pbx
     from reconciler.client import FreePBXClient
     from reconciler.planner import compute_plan
+    from reconciler.userman import read_email_state
 
     with FreePBXClient(settings) as client:
         live = pbx.read_live_state(client)
-    return compute_plan(desired, live), live
+        emails = read_email_state(client)
+    return compute_plan(desired, live, emails), live
 
 
 def _target_identity(settings: ConnectionSettings, sandbox: bool) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from reconciler.applier import ApplyResult, CreateResult, ReloadResult
 from reconciler.models import DesiredExtension
-from reconciler.planner import UNREADABLE_FIELDS, Plan
+from reconciler.planner import Plan
 
 ADDITIONS_ONLY_NOTE = (
     "  Drift is reported only: apply creates missing extensions and never changes "
@@ -23,11 +23,13 @@ def render_plan(plan: Plan, source: str, target: str) -> str:
     lines += _duplicates_section(plan)
     if plan.creates:
         lines.append(
-            "Not compared: " + ", ".join(UNREADABLE_FIELDS) + " cannot be read back "
+            "Not compared: " + ", ".join(plan.not_compared) + " cannot be read back "
             "through the FreePBX GraphQL API; they are sent only when an extension is "
             "created."
         )
         lines.append("")
+    if plan.emails_unchecked:
+        lines += [f"Email not checked: {plan.email_unchecked_reason}.", ""]
     lines.append(plan_summary(plan))
     return "\n".join(lines)
 

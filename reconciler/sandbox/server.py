@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import pathlib
 import re
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -23,6 +24,12 @@ from types import TracebackType
 from urllib.parse import urlsplit
 
 from reconciler.sandbox.exchange import HttpRequest, HttpResponse
+from reconciler.sandbox.faults import (
+    ConnectionDropped,
+    FaultInjector,
+    Faults,
+    drop_connection,
+)
 from reconciler.sandbox.graphql_endpoint import (
     METHOD_NOT_ALLOWED_PAGE,
     handle_graphql_request,
@@ -75,7 +82,9 @@ class SandboxServer:
     `requests` lists every request served, in order, with the URL path
     without its query string. `reload_seconds` is how long a doreload stays
     "Processing". `asterisk_version`, `sip_driver` and `extension_limit`
-    are described in PbxSettings.
+    are described in PbxSettings. `faults` (see faults.Faults) can be
+    replaced while the server runs. With `tls_cert` and `tls_key` (PEM
+    files) the server speaks HTTPS.
     """
 
     def __init__(
@@ -88,6 +97,9 @@ class SandboxServer:
         asterisk_version: int = 21,
         sip_driver: str = "chan_pjsip",
         extension_limit: int | None = None,
+        faults: Faults | None = None,
+        tls_cert: pathlib.Path | None = None,
+        tls_key: pathlib.Path | None = None,
     ) -> None:
         if freepbx_version not in SUPPORTED_VERSIONS:
             raise ValueError(
@@ -107,6 +119,8 @@ class SandboxServer:
         self._requests_lock = threading.Lock()
         self._store = Store(self.state_file)
         self._pbx = Pbx(self._store, load_signing_key(self._store), settings)
+        self._faults = FaultInjector(self._pbx, faults)
+        self._tls_files = (tls_cert, tls_key) if tls_cert is not None else None
         application = self._default_application()
         self.client_id = application.client_id
         self.client_secret = application.client_secret
@@ -129,8 +143,14 @@ class SandboxServer:
         """Serve in a daemon thread on 127.0.0.1:port, where port 0 picks a free one."""
         httpd = _SandboxHttpServer((LOOPBACK, self.port), _Handler)
         httpd.sandbox = self
+        scheme = "http"
+        if self._tls_files is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*self._tls_files)
+            httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+            scheme = "https"
         self._httpd = httpd
-        self.url = f"http://{LOOPBACK}:{httpd.server_address[1]}"
+        self.url = f"{scheme}://{LOOPBACK}:{httpd.server_address[1]}"
         # A short poll interval keeps stop() quick; shutdown waits for one poll.
         self._thread = threading.Thread(
             target=httpd.serve_forever,
@@ -157,6 +177,19 @@ class SandboxServer:
             self._thread = None
         self._store.close()
         logger.info("sandbox at %s stopped", self.url)
+
+    @property
+    def faults(self) -> Faults:
+        return self._faults.faults
+
+    @faults.setter
+    def faults(self, faults: Faults) -> None:
+        self._faults.faults = faults
+
+    @property
+    def issued_tokens(self) -> list[str]:
+        """Every access token the token endpoint issued, for leak checks in tests."""
+        return self._faults.issued_tokens
 
     def add_application(self, allowed_scopes: str) -> tuple[str, str]:
         """Add a client_credentials application; return (client_id, client_secret)."""
@@ -198,14 +231,27 @@ class SandboxServer:
         )
 
     def handle(self, request: HttpRequest) -> HttpResponse:
-        """Handle one request and record it."""
-        response = self._route(request)
-        record = RequestRecord(
-            request.method, request.path, response.status, response.operation
+        """Handle one request with the faults that select it, and record it.
+
+        A request whose connection a fault drops is recorded with status 0.
+        """
+        try:
+            response = self._faults.serve(request, self._route)
+        except ConnectionDropped as dropped:
+            self._record(
+                RequestRecord(request.method, request.path, 0, dropped.operation)
+            )
+            raise
+        self._record(
+            RequestRecord(
+                request.method, request.path, response.status, response.operation
+            )
         )
+        return response
+
+    def _record(self, record: RequestRecord) -> None:
         with self._requests_lock:
             self.requests.append(record)
-        return response
 
     def _route(self, request: HttpRequest) -> HttpResponse:
         if request.path == GRAPHQL_PATH:
@@ -240,17 +286,23 @@ def serve_forever(
     port: int,
     reload_seconds: float,
     on_ready: Callable[[SandboxServer], None] | None = None,
+    faults: Faults | None = None,
+    tls_files: tuple[pathlib.Path, pathlib.Path] | None = None,
 ) -> None:
     """Serve a sandbox until KeyboardInterrupt, then stop it and return.
 
     `on_ready` is called once the server listens, so the caller can show its
-    URL and credentials.
+    URL and credentials. `tls_files` is a (certificate, key) pair of PEM files.
     """
+    tls_cert, tls_key = tls_files if tls_files is not None else (None, None)
     server = SandboxServer(
         state_file,
         freepbx_version=freepbx_version,
         port=port,
         reload_seconds=reload_seconds,
+        faults=faults,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
     )
     server.start()
     try:
@@ -310,6 +362,10 @@ class _Handler(BaseHTTPRequestHandler):
         request = self._read_request()
         try:
             response = self.server.sandbox.handle(request)
+        except ConnectionDropped:
+            drop_connection(self.connection)
+            self.close_connection = True
+            return
         except Exception:
             logger.exception("sandbox failed on %s %s", request.method, request.path)
             response = HttpResponse(

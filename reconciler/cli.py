@@ -590,7 +590,7 @@ def sandbox(
             "truncate=SELECTOR, reset-after=SELECTOR (run, then reset the "
             "connection), reset-before=SELECTOR, token-lifetime=SECONDS, "
             "reload=hang|fail, race-window=SECONDS (two adds of one number within "
-            "it both succeed, as on FreePBX 16). A SELECTOR is N (the Nth "
+            "it both write rows, as on FreePBX 16). A SELECTOR is N (the Nth "
             "request), OPERATION (each request of it, e.g. fetchAllExtensions) or "
             "OPERATION:N (e.g. addExtension:2).",
             show_default=False,

@@ -1,4 +1,4 @@
-"""Faults the sandbox injects on request: slow, broken or lost answers, and races.
+"""Faults the sandbox injects on request: slow, broken or lost responses, and races.
 
 Tests and `reconciler sandbox` use them to check how a client copes with the
 failures a real FreePBX and its network produce. Every fault is off by
@@ -53,6 +53,7 @@ your request.</p>
 DEFAULT_RELOAD_FAILURE = "Failed to restart asterisk"
 ALREADY_RUNNING = "Process is already running."
 TOKEN_EXPIRED_HINT = "Access token is invalid"
+RELOAD_REQUIRED = "Doreload is required"
 # How long the second add of a race waits for the first one's rows.
 RACE_PARTNER_TIMEOUT_SECONDS = 30.0
 
@@ -84,8 +85,8 @@ class Selector:
     @classmethod
     def parse(cls, text: str) -> Selector:
         """Read "7" (the 7th request), "addExtension" (each) or "addExtension:2"."""
-        operation, _, number = text.strip().rpartition(":")
-        if not operation and number.isdigit():
+        operation, colon, number = text.strip().rpartition(":")
+        if not colon and number.isdigit():
             return cls(None, _positive(number, text))
         if not operation:
             operation, number = number, ""
@@ -116,10 +117,10 @@ def _positive(number: str, text: str) -> int:
 
 @dataclass
 class Faults:
-    """Which faults the sandbox injects; every one is off by default.
+    """The faults the sandbox injects; every one is off by default.
 
     `latency_ms` delays each request that `latency_on` selects (every request
-    when empty) before it runs. `http_500_on` answers HTTP 500 with an HTML
+    when empty) before it runs. `http_500_on` responds HTTP 500 with an HTML
     page and does not run the request. `truncate_on` runs the request and
     sends the first half of its body. `reset_after_on` runs the request and
     then resets the connection without an answer, as a timeout after sending
@@ -128,8 +129,9 @@ class Faults:
     token endpoint issued them. `reload` makes each doreload stay Processing
     ("hang") or end Failed with `reload_failure` ("fail"). A
     `race_window_seconds` above 0 makes addExtension wait that long between
-    its existence check and its insert, so that two adds of one number
-    within the window both succeed, as FreePBX 16's can.
+    its existence check and its insert. Two adds of one number within the
+    window then both insert rows, and the second fails on an SQL error
+    afterwards, as on FreePBX 16.
     """
 
     latency_ms: float = 0.0
@@ -167,6 +169,7 @@ class FaultInjector:
         self._per_operation: dict[str | None, int] = {}
         self._issued: dict[str, float] = {}
         self._reloads: dict[str, str] = {}
+        self._last_reload_faulted = False
         self._adds: dict[str, _PendingAdd] = {}
 
     @property
@@ -175,11 +178,12 @@ class FaultInjector:
 
     @faults.setter
     def faults(self, faults: Faults) -> None:
-        """Replace the faults and count requests from 1 again."""
+        """Replace the faults, count requests from 1 again and end hanging reloads."""
         with self._lock:
             self._faults = faults
             self._overall = 0
             self._per_operation = {}
+            self._reloads = {}
 
     @property
     def issued_tokens(self) -> list[str]:
@@ -240,10 +244,12 @@ class FaultInjector:
     ) -> HttpResponse:
         if operation == "token" and response.status == 200:
             return self._record_token(response, faults)
-        if operation == "doreload" and faults.reload is not None:
+        if operation == "doreload":
             self._record_reload(response, faults.reload)
         if operation == "fetchApiStatus":
             return self._reload_status(request, response, faults)
+        if operation == "fetchNeedReload":
+            return self._need_reload(response)
         return response
 
     # Token lifetime
@@ -279,7 +285,7 @@ class FaultInjector:
 
     # Reloads
 
-    def _record_reload(self, response: HttpResponse, fault: ReloadFault) -> None:
+    def _record_reload(self, response: HttpResponse, fault: ReloadFault | None) -> None:
         body = _json(response.body)
         payload = _root_payload(body, "doreload")
         transaction_id = payload.get("transaction_id") if payload else None
@@ -288,7 +294,25 @@ class FaultInjector:
         with self._lock:
             # A real reload that hangs keeps reload.lock, so later ones fail.
             hanging = "hang" in self._reloads.values()
-            self._reloads[str(transaction_id)] = "locked" if hanging else fault
+            if hanging:
+                self._reloads[str(transaction_id)] = "locked"
+            elif fault is not None:
+                self._reloads[str(transaction_id)] = fault
+            self._last_reload_faulted = hanging or fault is not None
+
+    def _need_reload(self, response: HttpResponse) -> HttpResponse:
+        # The store records every reload as executed, but a reload that hangs
+        # or fails on FreePBX leaves the configuration still to apply.
+        with self._lock:
+            faulted = self._last_reload_faulted
+        body = _json(response.body)
+        payload = _root_payload(body, "fetchNeedReload")
+        if not faulted or payload is None:
+            return response
+        _replace_present(payload, message=RELOAD_REQUIRED)
+        return HttpResponse(
+            response.status, response.headers, json_encode(body), response.operation
+        )
 
     def _reload_status(
         self, request: HttpRequest, response: HttpResponse, faults: Faults
@@ -430,7 +454,7 @@ def _set_fault(faults: Faults, name: str, value: str) -> None:
 
 
 def drop_connection(connection: socket.socket) -> None:
-    """Close `connection` with a TCP reset, so the client reads no answer at all."""
+    """Close `connection` with a TCP reset, so the client reads no response at all."""
     # SO_LINGER on with a timeout of 0 makes close() send RST instead of FIN.
     connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     connection.close()

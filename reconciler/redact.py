@@ -16,8 +16,15 @@ MASK = "***"
 # would mask ordinary words and numbers, so it is not accepted as a secret.
 MIN_SECRET_LENGTH = 4
 
+# Up to this many secrets, each is searched for in the text; past it (an apply
+# of many extensions registers two per extension), the text's windows of each
+# secret length are looked up in a set instead, which costs the same for any
+# number of secrets.
+MAX_SECRETS_SEARCHED_ONE_BY_ONE = 32
+
 _lock = threading.Lock()
 _secrets: set[str] = set()
+_by_length: dict[int, set[str]] = {}
 
 
 def register_secret(value: str | None) -> None:
@@ -25,16 +32,30 @@ def register_secret(value: str | None) -> None:
     if value and len(value) >= MIN_SECRET_LENGTH:
         with _lock:
             _secrets.add(value)
+            _by_length.setdefault(len(value), set()).add(value)
 
 
 def redact(text: str) -> str:
     """Return ``text`` with every registered secret replaced by ``***``."""
     with _lock:
-        secrets = sorted(_secrets, key=len, reverse=True)
-    for secret in secrets:
-        if secret in text:
-            text = text.replace(secret, MASK)
+        if len(_secrets) > MAX_SECRETS_SEARCHED_ONE_BY_ONE:
+            found = _secrets_in_windows(text)
+        else:
+            found = {secret for secret in _secrets if secret in text}
+    # Longest first, so a secret that contains another is masked whole.
+    for secret in sorted(found, key=len, reverse=True):
+        text = text.replace(secret, MASK)
     return text
+
+
+def _secrets_in_windows(text: str) -> set[str]:
+    found = set()
+    for length, secrets in _by_length.items():
+        for start in range(len(text) - length + 1):
+            window = text[start : start + length]
+            if window in secrets:
+                found.add(window)
+    return found
 
 
 class RedactingFilter(logging.Filter):

@@ -1,0 +1,229 @@
+"""Benchmark reconciler against the sandbox PBX with an injected round trip.
+
+For each size it measures `validate`, `plan` and `apply` as a user runs them
+(a separate process each, so wall time includes start-up), the tool's own CPU
+time and peak memory from the kernel's accounting of that process, and the
+HTTP requests of each kind the sandbox served. A naive apply (a new token per
+request, no connection reuse) runs beside ours for a wall-time ratio.
+
+Run from the repository root:
+
+    python bench/run.py --sizes 100,1000,10000 --latency-ms 20 --out docs/benchmarks.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPOSITORY))
+
+from reconciler.sandbox.exchange import HttpRequest, HttpResponse  # noqa: E402
+from reconciler.sandbox.faults import Faults  # noqa: E402
+from reconciler.sandbox.server import SandboxServer  # noqa: E402
+
+NAIVE_CLIENT = Path(__file__).resolve().parent / "naive_apply.py"
+TOOL = [sys.executable, "-m", "reconciler"]
+
+
+class TimedSandbox(SandboxServer):
+    """The sandbox, adding up the time it spends serving requests (not the delay)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.server_seconds = 0.0
+
+    def _route(self, request: HttpRequest) -> HttpResponse:
+        started = time.perf_counter()
+        try:
+            return super()._route(request)
+        finally:
+            self.server_seconds += time.perf_counter() - started
+
+
+@dataclass
+class Run:
+    """One command's measurements."""
+
+    wall: float
+    cpu: float
+    peak_mb: float
+    exit_code: int
+    requests: Counter[str] = field(default_factory=Counter)
+    server_seconds: float = 0.0
+
+    @property
+    def request_count(self) -> int:
+        return sum(self.requests.values())
+
+
+def run_tool(args: list[str], env: dict[str, str], cwd: Path) -> Run:
+    """Run one command in its own process; measure its wall, CPU and peak memory."""
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        args, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - started
+    exit_code = os.waitstatus_to_exitcode(status)
+    if exit_code not in (0, 2) and process.stderr is not None:
+        sys.stderr.write(process.stderr.read().decode("utf-8", "replace")[-2000:])
+    return Run(
+        wall=wall,
+        cpu=usage.ru_utime + usage.ru_stime,
+        peak_mb=usage.ru_maxrss / 1024,
+        exit_code=exit_code,
+    )
+
+
+def write_extensions(path: Path, count: int) -> None:
+    """Write a realistic file of `count` entries with defaults and overrides."""
+    lines = [
+        "# yaml-language-server: $schema=schema/extensions.schema.json",
+        "version: 1",
+        "defaults:",
+        "  outbound_cid: '\"{name}\" <+4930123{extension}>'",
+        "  voicemail: {enabled: true, pin: random}",
+        '  user_manager: {enabled: true, groups: ["1"], password: random}',
+        "extensions:",
+    ]
+    for index in range(count):
+        number = 100000 + index
+        lines += [
+            f'  - extension: "{number}"',
+            f"    name: Zoë Person {index}",
+            f"    email: person{index}@example.com",
+        ]
+        if index % 10 == 0:
+            lines.append("    voicemail: false")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def measure(
+    server: TimedSandbox, args: list[str], env: dict[str, str], cwd: Path
+) -> Run:
+    """Run a command against `server` and attach the requests it caused."""
+    first = len(server.requests)
+    server.server_seconds = 0.0
+    result = run_tool(args, env, cwd)
+    result.requests = Counter(str(r.operation) for r in server.requests[first:])
+    result.server_seconds = server.server_seconds
+    return result
+
+
+def bench_size(count: int, latency_ms: float, reload_seconds: float) -> dict[str, Run]:
+    """Measure every command at one size, each apply on a fresh sandbox."""
+    with tempfile.TemporaryDirectory() as scratch:
+        directory = Path(scratch)
+        desired = directory / "extensions.yaml"
+        write_extensions(desired, count)
+        env = {**os.environ, "PYTHONPATH": str(REPOSITORY)}
+        validate = [*TOOL, "validate", "-f", str(desired)]
+        results = {"validate": run_tool(validate, env, directory)}
+
+        common = ["-f", str(desired), "--allow-http"]
+        ours = {
+            "plan (empty PBX)": [*TOOL, "plan", *common],
+            "apply": [*TOOL, "apply", "--yes", *common],
+            "plan (in sync)": [*TOOL, "plan", *common],
+        }
+        naive = {"naive apply": [sys.executable, str(NAIVE_CLIENT), str(desired)]}
+        faults = Faults(latency_ms=latency_ms)
+        for name, commands in (("ours", ours), ("naive", naive)):
+            state = directory / f"{name}.sqlite3"
+            with TimedSandbox(
+                state, reload_seconds=reload_seconds, faults=faults
+            ) as pbx:
+                pbx_env = {
+                    **env,
+                    "FREEPBX_URL": pbx.url,
+                    "FREEPBX_CLIENT_ID": pbx.client_id,
+                    "FREEPBX_CLIENT_SECRET": pbx.client_secret,
+                }
+                for label, command in commands.items():
+                    results[label] = measure(pbx, command, pbx_env, directory)
+        return results
+
+
+def render(
+    results: dict[int, dict[str, Run]],
+    latency_ms: float,
+    reload_seconds: float,
+    command: str,
+) -> str:
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Command: `{command}`",
+        "",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}, {platform.system()} {platform.release()}.",
+        f"Sandbox PBX in the benchmark's process with {latency_ms:g} ms added to every "
+        f"request and a {reload_seconds:g} s apply config; each command runs in its "
+        "own process, so wall time includes Python's start-up. CPU and peak memory "
+        "are the tool process's own (getrusage of the child).",
+        "",
+        "| extensions | command | wall s | tool CPU s | peak MB | requests "
+        "| expected s | wall / expected |",
+        "|---:|---|---:|---:|---:|---|---:|---:|",
+    ]
+    for count, runs in results.items():
+        for name, run in runs.items():
+            expected = ""
+            ratio = ""
+            if run.requests:
+                seconds = run.request_count * latency_ms / 1000 + run.server_seconds
+                if "apply" in name:
+                    seconds += reload_seconds
+                expected = f"{seconds:.2f}"
+                ratio = f"{run.wall / seconds:.3f}"
+            kinds = ", ".join(f"{k} {v}" for k, v in sorted(run.requests.items()))
+            lines.append(
+                f"| {count:,} | {name} | {run.wall:.2f} | {run.cpu:.2f} | "
+                f"{run.peak_mb:.0f} | {kinds} | {expected} | {ratio} |"
+            )
+        ours, naive = runs.get("apply"), runs.get("naive apply")
+        if ours and naive:
+            ratio = naive.wall / ours.wall
+            lines.append(f"| {count:,} | naive / ours (wall) | {ratio:.2f}x |||||")
+    lines += [
+        "",
+        "expected = requests x added round trip + the sandbox's own serving time "
+        "(+ the apply config time for applies). The naive apply requests a new "
+        "token for every request and opens a new connection each time.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="100,1000,10000")
+    parser.add_argument("--latency-ms", type=float, default=20.0)
+    parser.add_argument("--reload-seconds", type=float, default=1.0)
+    parser.add_argument("--out", type=Path)
+    options = parser.parse_args()
+    sizes = [int(size) for size in options.sizes.split(",")]
+
+    results = {}
+    for count in sizes:
+        print(f"benchmarking {count} extensions...", file=sys.stderr)
+        results[count] = bench_size(count, options.latency_ms, options.reload_seconds)
+    command = "python bench/run.py " + " ".join(sys.argv[1:])
+    text = render(results, options.latency_ms, options.reload_seconds, command)
+    if options.out:
+        options.out.write_text(text, encoding="utf-8")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

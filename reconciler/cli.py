@@ -144,23 +144,12 @@ def validate(
 
     Example: reconciler validate -f extensions.yaml
     """
-    from reconciler.desired import load_desired_state
+    from reconciler.validate_command import run_validate
 
     paths = [*(files or []), *([file] if file is not None else [])]
-    invalid = 0
-    for path in paths or [Path("extensions.yaml")]:
-        try:
-            state = load_desired_state(path)
-        except InvalidDesiredState as error:
-            invalid += 1
-            for problem in error.problems:
-                echo(str(problem), err=True)
-            count = _plural(len(error.problems), "problem")
-            echo(f"{count} found; nothing was sent to the PBX.", err=True)
-            continue
-        echo(f"{path}: valid, {_plural(len(state.extensions), 'extension')}.")
-    if invalid:
-        raise typer.Exit(EXIT_ERROR)
+    exit_code = run_validate(paths, echo, lambda text: echo(text, err=True))
+    if exit_code:
+        raise typer.Exit(exit_code)
 
 
 # --- plan -----------------------------------------------------------------------

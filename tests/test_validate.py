@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 from conftest import run_cli, write_yaml
@@ -148,3 +150,24 @@ def test_alias_bomb_rejected(tmp_path: Path) -> None:
     result = run_cli("validate", "-f", str(path))
     assert result.exit_code == 1
     assert "expands to more than" in result.stderr
+
+
+def test_fast_path_matches_full_cli(tmp_path: Path) -> None:
+    # `python -m reconciler validate` skips the CLI framework for speed; its
+    # output and exit code must stay those of the full command.
+    bad = write_yaml(tmp_path, "version: 1\nextensions:\n  - {extension: 0212}\n")
+    for arguments in (
+        ["-f", str(EXAMPLE)],
+        [str(bad), str(EXAMPLE)],
+        ["--file", str(bad)],
+    ):
+        fast = subprocess.run(
+            [sys.executable, "-m", "reconciler", "validate", *arguments],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        full = run_cli("validate", *arguments)
+        assert fast.returncode == full.exit_code
+        assert fast.stdout == full.stdout
+        assert fast.stderr == full.stderr

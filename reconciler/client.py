@@ -157,7 +157,7 @@ class FreePBXClient:
                 if attempt == READ_ATTEMPTS or isinstance(
                     error, requests.exceptions.SSLError
                 ):
-                    raise PbxUnreachable(failure) from None
+                    raise _TokenRequestFailed(failure) from None
             else:
                 if response.status_code < 500 or attempt == READ_ATTEMPTS:
                     break
@@ -212,7 +212,8 @@ class FreePBXClient:
             try:
                 return send()
             except (PbxUnreachable, OutcomeUnknown, _ServerFailure) as error:
-                if attempt == READ_ATTEMPTS:
+                # fetch_token retries on its own, so its failure is final.
+                if attempt == READ_ATTEMPTS or isinstance(error, _TokenRequestFailed):
                     raise _public(error) from None
                 delay = READ_BACKOFF_SECONDS * 2 ** (attempt - 1)
                 log.warning(
@@ -347,6 +348,10 @@ class FreePBXClient:
 
     def _count(self, kind: str) -> None:
         self.request_counts[kind] = self.request_counts.get(kind, 0) + 1
+
+
+class _TokenRequestFailed(PbxUnreachable):
+    """A token request that got no response, after fetch_token's retries."""
 
 
 class _AuthRejected(ReconcilerError):

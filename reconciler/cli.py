@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from reconciler.models import DesiredState, LiveState
     from reconciler.planner import Plan
     from reconciler.saved_plan import SavedPlan
+    from reconciler.userman import EmailState
 
 log = logging.getLogger("reconciler")
 
@@ -469,9 +470,9 @@ def export(
             url, client_id, scope, ca_bundle, connect_timeout, read_timeout, allow_http
         )
         with _connection(sandbox, connection) as settings:
-            live = _read_live_state(settings)
+            live, emails = _read_live_state_and_emails(settings)
             source = public_url(_target_identity(settings, sandbox))
-        exported = render_export(live, source, datetime.now(UTC))
+        exported = render_export(live, source, datetime.now(UTC), emails)
         validate_export(exported.text)
         if output is None:
             echo(exported.text.removesuffix("\n"))
@@ -490,6 +491,17 @@ def _read_live_state(settings: ConnectionSettings) -> LiveState:
 
     with FreePBXClient(settings) as client:
         return pbx.read_live_state(client)
+
+
+def _read_live_state_and_emails(
+    settings: ConnectionSettings,
+) -> tuple[LiveState, EmailState]:
+    from reconciler import pbx
+    from reconciler.client import FreePBXClient
+    from reconciler.userman import read_email_state
+
+    with FreePBXClient(settings) as client:
+        return pbx.read_live_state(client), read_email_state(client)
 
 
 # --- add --------------------------------------------------------------------------

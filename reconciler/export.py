@@ -25,11 +25,13 @@ import yaml
 
 from reconciler.errors import InvalidDesiredState, ReconcilerError
 from reconciler.models import LiveExtension, LiveState, same_name
+from reconciler.userman import EmailState, not_checked
 
 SCHEMA_MODELINE = "# yaml-language-server: $schema=schema/extensions.schema.json"
 EMAIL_UNKNOWN_COMMENT = (
     "# email unknown: FreePBX shows it only to a token with rest:userman:read"
 )
+NO_USER_COMMENT = "# no User Manager user: FreePBX shows no email for it"
 EXTENSION_NUMBER = re.compile(r"[0-9]{1,20}")
 TECHS = ("pjsip", "sip")
 # The widths of FreePBX's columns, as the schema states them.
@@ -60,14 +62,23 @@ class Export:
     skipped: tuple[str, ...]
 
 
-def render_export(live: LiveState, source: str, exported_at: datetime) -> Export:
-    """Render ``live`` as an extensions file, naming ``source`` in the header."""
+def render_export(
+    live: LiveState,
+    source: str,
+    exported_at: datetime,
+    emails: EmailState | None = None,
+) -> Export:
+    """Render ``live`` as an extensions file, naming ``source`` in the header.
+
+    ``emails``, when read, gives each entry its User Manager email.
+    """
+    emails = emails or not_checked("emails were not read")
     entries: list[list[str]] = []
     skipped: list[str] = []
     for extension in _in_number_order(live.extensions):
         reason = _skip_reason(extension, live.duplicates)
         if reason is None:
-            entries.append(_entry_lines(extension))
+            entries.append(_entry_lines(extension, emails))
         else:
             skipped.append(f"extension {_quoted(extension.extension)}: {reason}")
 
@@ -185,13 +196,11 @@ def public_url(url: str) -> str:
 # --- one entry -------------------------------------------------------------------
 
 
-def _entry_lines(extension: LiveExtension) -> list[str]:
+def _entry_lines(extension: LiveExtension, emails: EmailState) -> list[str]:
     lines = [
         f"  - extension: {_quoted(extension.extension)}",
         f"{_INDENT}name: {_scalar(exported_name(extension))}",
-        # NOTE: export reads GraphQL only. FreePBX's userman REST route lists
-        # emails, to a token with rest:userman:read, but is not read here.
-        f"{_INDENT}{EMAIL_UNKNOWN_COMMENT}",
+        *_email_lines(extension, emails),
     ]
     # Only values that differ from what an entry without the key means.
     if extension.tech != "pjsip":
@@ -202,6 +211,18 @@ def _entry_lines(extension: LiveExtension) -> list[str]:
         lines.append(f"{_INDENT}emergency_cid: {_scalar(extension.emergency_cid)}")
     lines.append(f"{_INDENT}voicemail: {_scalar(extension.voicemail)}")
     return lines
+
+
+def _email_lines(extension: LiveExtension, emails: EmailState) -> list[str]:
+    if not emails.checked:
+        return [f"{_INDENT}{EMAIL_UNKNOWN_COMMENT}"]
+    user = emails.user_for(extension.extension)
+    if user is None:
+        # The file then says so, and plan compares no email for it.
+        return [f"{_INDENT}{NO_USER_COMMENT}", f"{_INDENT}user_manager: false"]
+    if not user.email:
+        return [f"{_INDENT}# email unknown: its User Manager user has none"]
+    return [f"{_INDENT}email: {_scalar(user.email)}"]
 
 
 def exported_name(extension: LiveExtension) -> str:

@@ -244,3 +244,33 @@ def add_raw(server: SandboxServer, **fields: Any) -> None:
         timeout=10,
     )
     assert response.json()["data"]["addExtension"]["status"] is True, response.text
+
+
+def test_export_with_userman_scope_writes_emails(
+    pbx_env: SandboxServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scope = "gql:core gql:framework rest:userman:read"
+    client_id, client_secret = pbx_env.add_application(scope)
+    monkeypatch.setenv("FREEPBX_CLIENT_ID", client_id)
+    monkeypatch.setenv("FREEPBX_CLIENT_SECRET", client_secret)
+    monkeypatch.setenv("FREEPBX_SCOPE", scope)
+    desired = write_yaml(
+        tmp_path,
+        """version: 1
+extensions:
+  - {extension: "4001", name: Zoë Ørsted, email: zoe@example.com}
+  - {extension: "4002", name: Lobby, email: lobby@example.com, user_manager: false}
+""",
+    )
+    apply(desired)
+    target = tmp_path / "exported.yaml"
+    code, _, err = export("-o", str(target))
+    assert code == 0, err
+    entries = yaml.safe_load(target.read_text(encoding="utf-8"))["extensions"]
+    assert entries[0]["email"] == "zoe@example.com"
+    assert entries[1]["user_manager"] is False
+    assert "email" not in entries[1]
+    code, out, _ = plan(target)
+    assert code == 0, out
+    assert "Email not checked" not in out
+    assert "0 drifted" in out

@@ -14,13 +14,16 @@ from __future__ import annotations
 import logging
 import pathlib
 import re
+import socket
 import ssl
+import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
+from typing import Any
 from urllib.parse import urlsplit
 
 from reconciler.sandbox.exchange import HttpRequest, HttpResponse
@@ -328,6 +331,16 @@ def _html(status: int, page: str, operation: str | None) -> HttpResponse:
 class _SandboxHttpServer(ThreadingHTTPServer):
     daemon_threads = True
     sandbox: SandboxServer
+
+    def handle_error(
+        self, request: socket.socket | tuple[bytes, socket.socket], client_address: Any
+    ) -> None:
+        # A client that timed out has closed its end before the response.
+        error = sys.exc_info()[1]
+        if isinstance(error, BrokenPipeError | ConnectionResetError):
+            logger.info("client %s left before the response", client_address[0])
+            return
+        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):

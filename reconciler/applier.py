@@ -280,7 +280,7 @@ def _apply_config(client: FreePBXClient, options: ApplyOptions) -> ReloadResult:
     wait = FIRST_ALREADY_RUNNING_WAIT_SECONDS
     restart = False
     while True:
-        transaction_id, failure = _start_reload(client, started)
+        transaction_id, failure = _start_reload(client)
         if failure is not None:
             return failure
         again = " again" if restart else ""
@@ -303,9 +303,7 @@ def _apply_config(client: FreePBXClient, options: ApplyOptions) -> ReloadResult:
         restart = True
 
 
-def _start_reload(
-    client: FreePBXClient, started: float
-) -> tuple[str, ReloadResult | None]:
+def _start_reload(client: FreePBXClient) -> tuple[str, ReloadResult | None]:
     try:
         return pbx.start_reload(client), None
     except OutcomeUnknown as error:
@@ -314,11 +312,9 @@ def _start_reload(
             f"{error}; FreePBX may be applying the configuration, so check Apply "
             "Config in its web interface"
         )
-        return "", ReloadResult(
-            "not confirmed", None, details, time.monotonic() - started
-        )
+        return "", ReloadResult("not confirmed", None, details)
     except ReconcilerError as error:
-        return "", ReloadResult("failed", None, str(error), time.monotonic() - started)
+        return "", ReloadResult("failed", None, str(error))
 
 
 def _wait_for(
@@ -349,9 +345,11 @@ def _wait_for(
                 "stopped waiting (Ctrl-C); FreePBX goes on with the reload",
                 elapsed,
             )
-        if time.monotonic() + interval > deadline:
+        # The last poll comes at the deadline, not one interval before it.
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
             return ReloadResult("timed out", transaction_id, None, elapsed)
-        time.sleep(interval)
+        time.sleep(min(interval, remaining))
         interval = min(interval * POLL_GROWTH, MAX_POLL_SECONDS)
 
 

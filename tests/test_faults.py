@@ -148,8 +148,7 @@ def test_sandbox_command_serves_faults(
                 monkeypatch.setenv(name, value)
             result = plan(ROOT / "extensions.yaml")
         finally:
-            child.send_signal(signal.SIGINT)
-            child.wait(timeout=10)
+            _stop(child)
     assert banner[5] == "Fault: http-500=token\n"
     assert result.exit_code == 1
     assert "server error HTTP 500" in result.stderr
@@ -527,6 +526,16 @@ def test_ctrl_c_stops_after_request_in_flight(
     assert rerun.exit_code == 0, rerun.stdout
     assert f"Apply: {5 - len(created)} created" in rerun.stdout
     assert "Apply config: executed" in rerun.stdout
+
+
+def _stop(child: subprocess.Popen[str]) -> None:
+    child.send_signal(signal.SIGINT)
+    try:
+        child.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        # A child started with SIGINT ignored (as by a shell's "&") ignores it.
+        child.kill()
+        child.wait()
 
 
 def _child_env(server: SandboxServer | None = None) -> dict[str, str]:

@@ -259,7 +259,7 @@ def test_late_add_settled_by_verification(
 ) -> None:
     # The first addExtension runs at 0.6 s, after the client gave up at 0.2 s.
     # So the re-read comes too early, but the verification read follows a 1 s
-    # apply config and sees the extension.
+    # apply config and lists the extension.
     faults = Faults(latency_ms=600, latency_on=selectors("addExtension:1"))
     target = tmp_path / "new-hires.csv"
     with SandboxServer(

@@ -123,8 +123,8 @@ class Faults:
     when empty) before it runs. `http_500_on` responds HTTP 500 with an HTML
     page and does not run the request. `truncate_on` runs the request and
     sends the first half of its body. `reset_after_on` runs the request and
-    then resets the connection without an answer, as a timeout after sending
-    looks to a client; `reset_before_on` resets without running it.
+    then resets the connection without a response, which looks to a client
+    like a timeout after sending. `reset_before_on` resets without running it.
     `token_lifetime_seconds` makes issued tokens expire that long after the
     token endpoint issued them. `reload` makes each doreload stay Processing
     ("hang") or end Failed with `reload_failure` ("fail"). A

@@ -105,6 +105,9 @@ class FreePBXClient:
 
     def __init__(self, settings: ConnectionSettings) -> None:
         self.settings = settings
+        # Nothing prints the client secret; masking it guards against a
+        # server or library that echoes a request back into an error.
+        register_secret(settings.client_secret)
         self._auth = _BearerAuth()
         self._transport = _Transport(
             url=settings.graphql_url,

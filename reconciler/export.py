@@ -82,7 +82,7 @@ def render_export(
         else:
             skipped.append(f"extension {_quoted(extension.extension)}: {reason}")
 
-    lines = _header_lines(source, exported_at, skipped)
+    lines = _header_lines(source, exported_at, skipped, emails.checked)
     lines += [SCHEMA_MODELINE, "version: 1", ""]
     if not entries:
         lines.append("extensions: []")
@@ -315,15 +315,28 @@ def _quoted(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
-def _header_lines(source: str, exported_at: datetime, skipped: list[str]) -> list[str]:
+def _header_lines(
+    source: str, exported_at: datetime, skipped: list[str], emails_read: bool
+) -> list[str]:
     lines = [
         "# FreePBX extensions, written by `reconciler export` from the live PBX.",
         f"# PBX:      {_comment_text(source)}",
         f"# Exported: {exported_at.strftime('%Y-%m-%d %H:%M:%S %Z')}",
         "#",
-        "# Emails, voicemail PINs, passwords and User Manager settings cannot be",
-        "# read through FreePBX's GraphQL API and are not in this file. Give each",
-        "# entry its email before apply creates it on another PBX. For",
+    ]
+    if emails_read:
+        lines += [
+            "# Voicemail PINs, passwords and User Manager groups cannot be read",
+            "# through FreePBX's API and are not in this file. For",
+        ]
+    else:
+        lines += [
+            "# Emails, voicemail PINs, passwords and User Manager settings cannot be",
+            "# read through FreePBX's GraphQL API and are not in this file. Give each",
+            "# entry its email before apply creates it on another PBX, or export",
+            "# with the scope rest:userman:read. For",
+        ]
+    lines += [
         "# `reconciler add`, declare the numbers new hires take, for example:",
         "#   numbering: {range: 4000-4999}",
     ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from reconciler.applier import ApplyResult, CreateResult, ReloadResult
 from reconciler.models import DesiredExtension
 from reconciler.planner import Plan
@@ -99,7 +101,12 @@ def _drift_section(plan: Plan) -> list[str]:
 def _value(value: str | bool) -> str:
     if isinstance(value, bool):
         return "on" if value else "off"
-    return f'"{value}"'
+    # Caller IDs hold double quotes themselves; quote with what the value lacks.
+    if '"' not in value:
+        return f'"{value}"'
+    if "'" not in value:
+        return f"'{value}'"
+    return json.dumps(value, ensure_ascii=False)
 
 
 def _unmanaged_section(plan: Plan) -> list[str]:

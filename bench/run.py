@@ -39,16 +39,27 @@ TOOL = [sys.executable, "-m", "reconciler"]
 class TimedSandbox(SandboxServer):
     """The sandbox, adding up the time it spends serving requests (not the delay)."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, *args: Any, reload_seconds: float, **kwargs: Any) -> None:
+        super().__init__(*args, reload_seconds=reload_seconds, **kwargs)
+        self.reload_seconds = reload_seconds
         self.server_seconds = 0.0
+        # (monotonic time the answer was ready, operation) of each request.
+        self.answered: list[tuple[float, str | None]] = []
 
     def _route(self, request: HttpRequest) -> HttpResponse:
         started = time.perf_counter()
-        try:
-            return super()._route(request)
-        finally:
-            self.server_seconds += time.perf_counter() - started
+        response = super()._route(request)
+        self.server_seconds += time.perf_counter() - started
+        self.answered.append((time.monotonic(), response.operation))
+        return response
+
+    def poll_lag(self, reload_seconds: float) -> float | None:
+        """Return how long after the reload finished the last status poll came."""
+        reloads = [t for t, operation in self.answered if operation == "doreload"]
+        polls = [t for t, operation in self.answered if operation == "fetchApiStatus"]
+        if not reloads or not polls:
+            return None
+        return polls[-1] - (reloads[-1] + reload_seconds)
 
 
 @dataclass
@@ -61,6 +72,7 @@ class Run:
     exit_code: int
     requests: Counter[str] = field(default_factory=Counter)
     server_seconds: float = 0.0
+    poll_lag: float | None = None
 
     @property
     def request_count(self) -> int:
@@ -118,6 +130,8 @@ def measure(
     result = run_tool(args, env, cwd)
     result.requests = Counter(str(r.operation) for r in server.requests[first:])
     result.server_seconds = server.server_seconds
+    if "doreload" in result.requests:
+        result.poll_lag = server.poll_lag(server.reload_seconds)
     return result
 
 
@@ -196,6 +210,16 @@ def render(
         if ours and naive:
             ratio = naive.wall / ours.wall
             lines.append(f"| {count:,} | naive / ours (wall) | {ratio:.2f}x |||||")
+    lags = [
+        f"{count:,}: {run.poll_lag:.2f} s"
+        for count, runs in results.items()
+        for name, run in runs.items()
+        if name == "apply" and run.poll_lag is not None
+    ]
+    lines += [
+        "",
+        "Last status poll after the apply config finished (ours): " + ", ".join(lags),
+    ]
     lines += [
         "",
         "expected = requests x added round trip + the sandbox's own serving time "

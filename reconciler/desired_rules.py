@@ -60,27 +60,29 @@ def _text_problems(parsed: ParsedYaml, name: str) -> list[Problem]:
         if bad is None or parsed.is_reported(path):
             continue
         line, column = parsed.position(path)
-        if unicodedata.category(bad) == "Cc":
-            description = f"the control character U+{ord(bad):04X}"
-        else:
-            description = (
-                f"the invisible character U+{ord(bad):04X} "
-                f"{unicodedata.name(bad, 'without a name')}"
-            )
-        problems.append(
-            Problem(
-                name,
-                line,
-                column,
-                f"{field_name(path)}: contains {description}; remove it",
-            )
-        )
+        message = f"{field_name(path)}: contains {_character_problem(bad)}"
+        problems.append(Problem(name, line, column, message))
     return problems
+
+
+def _character_problem(character: str) -> str:
+    code = f"U+{ord(character):04X}"
+    category = unicodedata.category(character)
+    if category == "Cc":
+        return f"the control character {code}; remove it"
+    if category == "Cs":
+        # YAML reads "\ud83d\ude00" as two lone surrogates, not as one emoji.
+        return (
+            f"the lone surrogate {code}, which is not a character and cannot be "
+            "encoded as UTF-8; write the character itself instead of a \\u escape"
+        )
+    name = unicodedata.name(character, "without a name")
+    return f"the invisible character {code} {name}; remove it"
 
 
 def _is_forbidden_character(character: str) -> bool:
     return (
-        unicodedata.category(character) in ("Cc", "Cf", "Zl", "Zp")
+        unicodedata.category(character) in ("Cc", "Cf", "Cs", "Zl", "Zp")
         and character not in ALLOWED_FORMAT_CHARACTERS
     )
 

@@ -105,6 +105,11 @@ def check_output(path: Path, force: bool) -> None:
         )
     if path.is_dir():
         raise ExportError(f"{path} is a directory; give a file name with -o")
+    if not path.parent.is_dir():
+        raise ExportError(
+            f"cannot write {path}: the directory {path.parent} does not exist; "
+            "create it or give a file in an existing directory with -o"
+        )
 
 
 def validate_export(text: str) -> None:
@@ -140,9 +145,15 @@ def write_export(text: str, path: Path, force: bool) -> None:
     """
     check_output(path, force)
     mode = _file_mode(path)
-    descriptor, temporary = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
-    )
+    try:
+        descriptor, temporary = tempfile.mkstemp(
+            dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
+        )
+    except OSError as error:
+        raise ExportError(
+            f"cannot write {path}: {error.strerror}; give a file in a directory "
+            "you can write to with -o"
+        ) from None
     try:
         with os.fdopen(descriptor, "w", encoding="utf-8", newline="\n") as file:
             file.write(text)

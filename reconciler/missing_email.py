@@ -19,8 +19,11 @@ class MissingEmail(ReconcilerError):
     """Extensions to create whose entries have no email."""
 
 
-def check_creates_have_email(plan: Plan, source: str) -> None:
-    """Raise MissingEmail naming each extension to create that has no email."""
+def check_creates_have_email(plan: Plan, source: str, *, applying: bool = True) -> None:
+    """Raise MissingEmail naming each extension to create that has no email.
+
+    ``applying`` adds that nothing was created, which only apply can say.
+    """
     missing = [extension for extension in plan.creates if extension.email is None]
     if not missing:
         return
@@ -28,8 +31,9 @@ def check_creates_have_email(plan: Plan, source: str) -> None:
     if len(missing) > MAX_NAMED:
         named.append(f"and {len(missing) - MAX_NAMED} more")
     noun = "extension" if len(missing) == 1 else "extensions"
-    raise MissingEmail(
+    message = (
         f"cannot create {noun} {', '.join(named)} of {source}: a new extension "
         "needs an email for its User Manager account and voicemail, so add "
-        "email: to the entry. Nothing was created"
+        "email: to the entry"
     )
+    raise MissingEmail(message + (". Nothing was created" if applying else ""))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,10 +51,58 @@ def live_fingerprint(live: LiveState) -> str:
     return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
+def check_out_path(out: Path, desired_path: Path, force: bool) -> None:
+    """Raise ReconcilerError unless ``plan --out`` may write ``out``.
+
+    Run before any request, so that a bad path fails before the plan is shown.
+    The desired-state file is never overwritten, not even with ``force``.
+    """
+    if out.resolve() == desired_path.resolve() or _same_file(out, desired_path):
+        raise ReconcilerError(
+            f"--out {out} is the extensions file itself; name another file for "
+            "the saved plan, for example plan.json"
+        )
+    if out.is_dir():
+        raise ReconcilerError(f"--out {out} is a directory; give a file name")
+    if out.exists() and not force:
+        raise ReconcilerError(
+            f"--out {out} already exists; pass --force to overwrite it, or name "
+            "another file"
+        )
+    directory = out.parent
+    if not directory.is_dir():
+        raise ReconcilerError(
+            f"--out {out}: the directory {directory} does not exist; create it or "
+            "name a file in an existing directory"
+        )
+    if not os.access(directory, os.W_OK):
+        raise ReconcilerError(
+            f"--out {out}: the directory {directory} is not writable; name a file "
+            "in a directory you can write to"
+        )
+
+
+def _same_file(first: Path, second: Path) -> bool:
+    # A hard link or a differently spelled path to one file.
+    try:
+        return first.samefile(second)
+    except OSError:
+        return False
+
+
 def write_saved_plan(
-    out: Path, plan: Plan, desired_path: Path, target: str, live: LiveState
+    out: Path,
+    plan: Plan,
+    desired_path: Path,
+    target: str,
+    live: LiveState,
+    *,
+    force: bool = False,
 ) -> None:
-    """Write the plan and its fingerprints to ``out`` (JSON, no secrets)."""
+    """Write the plan and its fingerprints to ``out`` (JSON, no secrets).
+
+    Without ``force`` a file created at ``out`` since check_out_path is kept.
+    """
     document = {
         "kind": SAVED_PLAN_KIND,
         "format_version": PLAN_FORMAT_VERSION,
@@ -66,7 +115,17 @@ def write_saved_plan(
         "plan": plan_to_dict(plan, str(desired_path), target),
     }
     text = json.dumps(document, ensure_ascii=False, indent=2) + "\n"
-    out.write_text(text, encoding="utf-8")
+    try:
+        with out.open("w" if force else "x", encoding="utf-8") as file:
+            file.write(text)
+    except FileExistsError:
+        raise ReconcilerError(
+            f"--out {out} was created while planning; pass --force to overwrite it"
+        ) from None
+    except OSError as error:
+        raise ReconcilerError(
+            f"cannot write the saved plan to {out}: {error.strerror}"
+        ) from None
 
 
 def read_saved_plan(path: Path) -> SavedPlan:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
+import os
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from pathlib import Path
+from urllib.parse import SplitResult, urlsplit
 
 from reconciler.errors import SettingsError
 
@@ -69,8 +72,9 @@ def build_settings(
         )
     assert url and client_id and client_secret
     base = _check_url(url, allow_http)
-    if connect_timeout <= 0 or read_timeout <= 0:
-        raise SettingsError("timeouts must be positive numbers of seconds")
+    check_timeouts(connect_timeout, read_timeout)
+    if ca_bundle is not None:
+        check_ca_bundle(ca_bundle)
     if not scope.strip():
         raise SettingsError("the OAuth2 scope must not be empty")
     return ConnectionSettings(
@@ -84,8 +88,37 @@ def build_settings(
     )
 
 
+def check_timeouts(connect_timeout: float, read_timeout: float) -> None:
+    """Raise SettingsError unless both timeouts are positive, finite seconds."""
+    for flag, variable, value in (
+        ("--connect-timeout", "FREEPBX_CONNECT_TIMEOUT", connect_timeout),
+        ("--read-timeout", "FREEPBX_READ_TIMEOUT", read_timeout),
+    ):
+        if not math.isfinite(value) or value <= 0:
+            raise SettingsError(
+                f"invalid {flag} ({variable}) {value:g}: a timeout must be a "
+                "positive number of seconds, for example 10"
+            )
+
+
+def check_ca_bundle(ca_bundle: str) -> None:
+    """Raise SettingsError unless ``ca_bundle`` names a readable file."""
+    path = Path(ca_bundle)
+    if not path.is_file():
+        problem = "is a directory" if path.is_dir() else "not found"
+        raise SettingsError(
+            f"CA bundle {ca_bundle} (--ca-bundle, FREEPBX_CA_BUNDLE) {problem}; "
+            "give the path of a PEM file with the CA certificates of the PBX"
+        )
+    if not os.access(path, os.R_OK):
+        raise SettingsError(
+            f"CA bundle {ca_bundle} (--ca-bundle, FREEPBX_CA_BUNDLE) is not "
+            "readable; check its permissions"
+        )
+
+
 def _check_url(url: str, allow_http: bool) -> str:
-    parts = urlsplit(url.strip())
+    parts = _split_url(url)
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise SettingsError(
             f"invalid FreePBX URL {url!r}: expected https://HOST[:PORT], "
@@ -108,3 +141,16 @@ def _check_url(url: str, allow_http: bool) -> str:
         if path.endswith(suffix):
             path = path[: -len(suffix)]
     return f"{parts.scheme}://{parts.netloc}{path}"
+
+
+def _split_url(url: str) -> SplitResult:
+    """Split ``url``, raising SettingsError for an unclosed [ or a bad port."""
+    try:
+        parts = urlsplit(url.strip())
+        parts.port  # noqa: B018 (urlsplit checks the port only when it is read)
+    except ValueError as error:
+        raise SettingsError(
+            f"invalid FreePBX URL {url!r} ({error}); expected https://HOST[:PORT], "
+            "with an IPv6 address in brackets: https://[2001:db8::1]"
+        ) from None
+    return parts

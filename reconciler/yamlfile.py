@@ -317,8 +317,12 @@ def escape_hidden(text: str) -> str:
 
 
 def _is_hidden(character: str) -> bool:
-    """Return whether ``character`` is a control, format or line-separator one."""
-    return unicodedata.category(character) in ("Cc", "Cf", "Zl", "Zp")
+    """Return whether ``character`` is a control, format, separator or surrogate.
+
+    A lone surrogate (YAML's "\\ud800" escape) cannot be encoded as UTF-8, so
+    writing it to a terminal would raise UnicodeEncodeError.
+    """
+    return unicodedata.category(character) in ("Cc", "Cf", "Cs", "Zl", "Zp")
 
 
 def parse_yaml(text: str, source_name: str) -> tuple[ParsedYaml, list[Problem]]:

@@ -14,6 +14,7 @@ fetchAllExtensions then listed the number twice.
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import socket
@@ -34,6 +35,8 @@ from reconciler.sandbox.responses import (
     access_denied_response,
     graphql_response,
 )
+from reconciler.sandbox.rest import ROUTES, is_rest_path, route_name
+from reconciler.sandbox.schema import full_schema
 
 Route = Callable[[HttpRequest], HttpResponse]
 ReloadFault = Literal["hang", "fail"]
@@ -74,9 +77,10 @@ class InvalidSelector(ValueError):
 class Selector:
     """The requests one fault hits.
 
-    `operation` is a GraphQL root field or "token", and None means any
-    request. `occurrence` counts from 1 among the requests of that operation,
-    or among all requests when `operation` is None, and None means every one.
+    `operation` is a GraphQL root field, "token" or a REST route name such
+    as "rest userman/users", and None means any request. `occurrence` counts
+    from 1 among the requests of that operation, or among all requests when
+    `operation` is None, and None means every one.
     """
 
     operation: str | None = None
@@ -90,7 +94,7 @@ class Selector:
             return cls(None, _positive(number, text))
         if not operation:
             operation, number = number, ""
-        if not operation.isidentifier():
+        if not operation.isidentifier() and operation not in _rest_route_names():
             raise InvalidSelector(
                 f"invalid request selector {text!r}: expected N, OPERATION or "
                 "OPERATION:N, for example 3, fetchAllExtensions or addExtension:2"
@@ -428,6 +432,7 @@ def faults_from_options(options: list[str]) -> Faults:
         name = name.strip()
         try:
             _set_fault(faults, name, value.strip())
+            _check_operations(faults)
         except InvalidSelector as error:
             raise InvalidFault(f"invalid fault {option!r}: {error}") from None
         except ValueError:
@@ -453,6 +458,43 @@ def _set_fault(faults: Faults, name: str, value: str) -> None:
         raise ValueError(name)
 
 
+def known_operations() -> frozenset[str]:
+    """Return the operation names a selector may use.
+
+    They are "token", the root fields of the recorded FreePBX 16 schema (the
+    FreePBX 17 emulation serves the same schema) and the REST route names.
+    """
+    schema = full_schema()
+    assert schema.query_type is not None and schema.mutation_type is not None
+    fields = [*schema.query_type.fields, *schema.mutation_type.fields]
+    return frozenset({"token", *fields, *_rest_route_names()})
+
+
+def _rest_route_names() -> frozenset[str]:
+    return frozenset(route.name for route in ROUTES)
+
+
+def _check_operations(faults: Faults) -> None:
+    known = known_operations()
+    selectors = (
+        *faults.latency_on,
+        *faults.http_500_on,
+        *faults.truncate_on,
+        *faults.reset_after_on,
+        *faults.reset_before_on,
+    )
+    for selector in selectors:
+        if selector.operation is None or selector.operation in known:
+            continue
+        close = difflib.get_close_matches(selector.operation, sorted(known), n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        raise InvalidSelector(
+            f"unknown operation {selector.operation!r}: expected token, a GraphQL "
+            f"root field such as addExtension, or a REST route such as "
+            f"'rest userman/users'{hint}"
+        )
+
+
 def drop_connection(connection: socket.socket) -> None:
     """Close `connection` with a TCP reset, so the client reads no response at all."""
     # SO_LINGER on with a timeout of 0 makes close() send RST instead of FIN.
@@ -463,6 +505,8 @@ def drop_connection(connection: socket.socket) -> None:
 def _operation(request: HttpRequest) -> str | None:
     if request.path.endswith("/api/token"):
         return "token"
+    if is_rest_path(request.path):
+        return route_name(request.path)
     return first_root_field(request)
 
 

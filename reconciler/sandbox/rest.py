@@ -156,6 +156,12 @@ def handle_rest_request(request: HttpRequest, pbx: Pbx) -> HttpResponse:
     return json_response(200, payload, JSON_HEADERS, operation)
 
 
+def route_name(path: str) -> str | None:
+    """Name the REST route that serves ``path``, such as "rest userman/users"."""
+    route, _ = _match(path)
+    return route.name if route is not None else None
+
+
 def _match(path: str) -> tuple[Route | None, str]:
     for route in ROUTES:
         match = route.pattern.fullmatch(path)

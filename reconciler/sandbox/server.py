@@ -11,10 +11,12 @@ tokens and reloads survive a restart.
 
 from __future__ import annotations
 
+import errno
 import logging
 import pathlib
 import re
 import socket
+import sqlite3
 import ssl
 import sys
 import threading
@@ -59,6 +61,10 @@ QUERY_STRING = re.compile(r"\?\S*")
 # Scopes of the application created with a new state file, as on the
 # recorded FreePBX 16.
 DEFAULT_ALLOWED_SCOPES = "gql:core gql:framework"
+
+
+class SandboxStartError(Exception):
+    """The sandbox cannot open its state file or listen on its port."""
 
 
 @dataclass(frozen=True)
@@ -120,7 +126,7 @@ class SandboxServer:
         self.url = ""
         self.requests: list[RequestRecord] = []
         self._requests_lock = threading.Lock()
-        self._store = Store(self.state_file)
+        self._store = _open_store(self.state_file)
         self._pbx = Pbx(self._store, load_signing_key(self._store), settings)
         self._faults = FaultInjector(self._pbx, faults)
         self._tls_files = (tls_cert, tls_key) if tls_cert is not None else None
@@ -144,14 +150,17 @@ class SandboxServer:
 
     def start(self) -> None:
         """Serve in a daemon thread on 127.0.0.1:port, where port 0 picks a free one."""
-        httpd = _SandboxHttpServer((LOOPBACK, self.port), _Handler)
+        try:
+            httpd = _listen(self.port)
+            scheme = "http"
+            if self._tls_files is not None:
+                context = _tls_context(*self._tls_files)
+                httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+                scheme = "https"
+        except SandboxStartError:
+            self._store.close()
+            raise
         httpd.sandbox = self
-        scheme = "http"
-        if self._tls_files is not None:
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            context.load_cert_chain(*self._tls_files)
-            httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
-            scheme = "https"
         self._httpd = httpd
         self.url = f"{scheme}://{LOOPBACK}:{httpd.server_address[1]}"
         # A short poll interval keeps stop() quick; shutdown waits for one poll.
@@ -317,6 +326,47 @@ def serve_forever(
         logger.info("sandbox interrupted")
     finally:
         server.stop()
+
+
+def _open_store(state_file: pathlib.Path) -> Store:
+    try:
+        return Store(state_file)
+    except sqlite3.DatabaseError as error:
+        raise SandboxStartError(
+            f"cannot use {state_file} as the sandbox state file (SQLite: {error}); "
+            "name a new file in an existing directory, or the state file of an "
+            "earlier sandbox"
+        ) from None
+
+
+def _listen(port: int) -> _SandboxHttpServer:
+    if not 0 <= port <= 65535:
+        raise SandboxStartError(
+            f"invalid port {port}: give 1 to 65535, or 0 to pick a free port"
+        )
+    try:
+        return _SandboxHttpServer((LOOPBACK, port), _Handler)
+    except OSError as error:
+        if error.errno == errno.EADDRINUSE:
+            reason = "the port is in use by another program"
+        else:
+            reason = str(error.strerror)
+        raise SandboxStartError(
+            f"cannot listen on {LOOPBACK}:{port}: {reason}; choose another port, "
+            "or pass --port 0 to pick a free one"
+        ) from None
+
+
+def _tls_context(cert: pathlib.Path, key: pathlib.Path | None) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as error:
+        raise SandboxStartError(
+            f"cannot load the TLS certificate {cert} and key {key} ({error}); "
+            "give PEM files of a certificate and its private key"
+        ) from None
+    return context
 
 
 def _html(status: int, page: str, operation: str | None) -> HttpResponse:

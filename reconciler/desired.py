@@ -132,7 +132,8 @@ def _build_extension(
     number = str(entry["extension"])
     template_values = {"name": entry["name"], "extension": number}
     outbound = settings["outbound_cid"]
-    if outbound is not None and "outbound_cid" not in entry:
+    if outbound is not None:
+        # An entry's own outbound_cid is a template too, like the default one.
         outbound = expand_template(outbound, template_values)
     voicemail = _merged(defaults.get("voicemail"), entry.get("voicemail"))
     user_manager = _merged(defaults.get("user_manager"), entry.get("user_manager"))

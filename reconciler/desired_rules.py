@@ -208,29 +208,42 @@ def _expanded_cid_problems(
     parsed: ParsedYaml,
     name: str,
 ) -> list[Problem]:
-    """Check the length of defaults.outbound_cid once expanded for this entry."""
+    """Check the entry's own outbound_cid template, then its expanded length.
+
+    Without an outbound_cid of its own, the entry takes defaults.outbound_cid.
+    """
+    cid_path = (*path, "outbound_cid")
+    where = field_name(cid_path)
+    own = entry.get("outbound_cid")
+    if "outbound_cid" in entry:
+        if not isinstance(own, str) or len(own) > MAX_OUTBOUND_CID:
+            return []  # the schema reports its type or length
+        message = _template_message(own)
+        if message is not None:
+            line, column = parsed.position(cid_path)
+            return [Problem(name, line, column, f"{where}: {message}")]
+        template = own
     person = entry.get("name")
     number = _plain_number(entry.get("extension"), parsed, (*path, "extension"))
-    if (
-        template is None
-        or "outbound_cid" in entry
-        or not isinstance(person, str)
-        or number is None
-    ):
+    if template is None or not isinstance(person, str) or number is None:
         return []
     expanded = expand_template(template, {"name": person, "extension": number})
     if len(expanded) <= MAX_OUTBOUND_CID:
         return []
-    line, column = parsed.position((*path, "outbound_cid"))
+    if own is None:
+        source = "defaults.outbound_cid expands"
+        fix = "shorten the template or set outbound_cid on this entry"
+    else:
+        source = "expands"
+        fix = "shorten it"
+    line, column = parsed.position(cid_path)
     return [
         Problem(
             name,
             line,
             column,
-            f"{field_name((*path, 'outbound_cid'))}: defaults.outbound_cid expands "
-            f"to '{shown(expanded)}', which is {len(expanded)} characters long; "
-            f"FreePBX stores at most {MAX_OUTBOUND_CID}, so shorten the template "
-            "or set outbound_cid on this entry",
+            f"{where}: {source} to '{shown(expanded)}', which is {len(expanded)} "
+            f"characters long; FreePBX stores at most {MAX_OUTBOUND_CID}, so {fix}",
         )
     ]
 

@@ -217,7 +217,8 @@ def _entry_lines(extension: LiveExtension, emails: EmailState) -> list[str]:
     if extension.tech != "pjsip":
         lines.append(f"{_INDENT}tech: {_scalar(extension.tech)}")
     if extension.outbound_cid:
-        lines.append(f"{_INDENT}outbound_cid: {_scalar(extension.outbound_cid)}")
+        cid = _literal_template(extension.outbound_cid)
+        lines.append(f"{_INDENT}outbound_cid: {_scalar(cid)}")
     if extension.emergency_cid:
         lines.append(f"{_INDENT}emergency_cid: {_scalar(extension.emergency_cid)}")
     lines.append(f"{_INDENT}voicemail: {_scalar(extension.voicemail)}")
@@ -271,12 +272,19 @@ def _skip_reason(extension: LiveExtension, duplicates: tuple[str, ...]) -> str |
         return "it has no name"
     problems = [
         _text_problem("name", name, MAX_NAME),
-        _text_problem("outbound_cid", extension.outbound_cid, MAX_OUTBOUND_CID),
+        _text_problem(
+            "outbound_cid", _literal_template(extension.outbound_cid), MAX_OUTBOUND_CID
+        ),
         _text_problem("emergency_cid", extension.emergency_cid, MAX_EMERGENCY_CID),
     ]
     if name != name.strip():
         problems.append("the name has leading or trailing spaces")
     return next((problem for problem in problems if problem), None)
+
+
+def _literal_template(cid: str) -> str:
+    """Double the braces of a live caller ID, which the file reads as a template."""
+    return cid.replace("{", "{{").replace("}", "}}")
 
 
 def _text_problem(field: str, value: str, limit: int) -> str | None:

@@ -7,6 +7,7 @@ plain words that say how YAML read the value and what to write instead.
 from __future__ import annotations
 
 import difflib
+import re
 from typing import Any
 
 from reconciler.errors import Problem
@@ -17,6 +18,8 @@ from reconciler.yamlfile import JsonPath, ParsedYaml, escape_hidden
 # that YAML took for a number, such as an extension, a group id or a name.
 INTEGER_FIELDS = frozenset({"version", "max_creates", "max_contacts"})
 SECRET_FIELDS = frozenset({"pin", "password"})
+# The prefix of every environment variable a PIN or password may come from.
+SECRET_ENV_PREFIX = "RECONCILER_SECRET_"
 
 
 def schema_problems(parsed: ParsedYaml, name: str) -> list[Problem]:
@@ -186,8 +189,9 @@ def _empty_message(path: JsonPath, text: str | None) -> str:
         "email": "write the email address",
         "extensions": "list the entries under it, or write extensions: [] for none",
         "version": "write version: 1",
-        "pin": "write pin: random, or pin: {env: VARIABLE_NAME}",
-        "password": "write password: random, or password: {env: VARIABLE_NAME}",
+        "pin": "write pin: random, or pin: {env: RECONCILER_SECRET_NAME}",
+        "password": "write password: random, or password: "
+        "{env: RECONCILER_SECRET_NAME}",
     }
     next_step = next_steps.get(str(field), "give it a value or remove the key")
     return f"{reading}; {next_step}"
@@ -235,16 +239,31 @@ def _pattern_message(value: str, path: JsonPath) -> str:
     if field == "email":
         return f"'{shown(value)}' is not a valid email address"
     if field == "env":
-        rule = "use letters, digits and underscores, and do not start with a digit"
-        if not value.strip("0123456789"):
-            # Digits alone may be the PIN itself, which must not be echoed.
-            return f"must name an environment variable, not a number; {rule}"
-        return f"'{shown(value)}' is not a valid environment variable name; {rule}"
+        return _env_name_message(value)
     if field == "range":
         return (
             f"'{shown(value)}' must be two numbers as FIRST-LAST, for example 4000-4999"
         )
     return f"'{shown(value)}' does not have the expected form"
+
+
+def _env_name_message(value: str) -> str:
+    rule = (
+        f"write {SECRET_ENV_PREFIX} and then letters, digits and underscores, for "
+        f"example {SECRET_ENV_PREFIX}RECEPTION_PIN"
+    )
+    if not value.strip("0123456789"):
+        # Digits alone may be the PIN itself, which must not be echoed.
+        return f"must name an environment variable, not a number; {rule}"
+    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+        return (
+            f"'{shown(value)}' does not start with {SECRET_ENV_PREFIX}: only such "
+            "variables may hold a PIN or password, so that the file cannot send "
+            "another secret of the environment (a CI token, say) to the PBX and "
+            f"the credentials file; rename it, for example to "
+            f"{SECRET_ENV_PREFIX}{value.upper()}"
+        )
+    return f"'{shown(value)}' is not a valid environment variable name; {rule}"
 
 
 def _any_of_message(error: Any, parsed: ParsedYaml, path: JsonPath) -> str:
@@ -302,8 +321,8 @@ def _secret_message(field: str, value: Any, text: str | None) -> str:
     noun = "PIN" if field == "pin" else "password"
     return (
         f"secrets never live in the file, so a literal {noun} is rejected; write "
-        f"{field}: random, or {field}: {{env: VARIABLE_NAME}} to read it from the "
-        "environment"
+        f"{field}: random, or {field}: {{env: RECONCILER_SECRET_NAME}} to read it "
+        "from the environment"
     )
 
 

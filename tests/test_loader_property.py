@@ -39,7 +39,7 @@ FRAGMENTS = [
     "  outbound_cid: ",
     "voicemail: ",
     "{pin: random}",
-    "{env: X}",
+    "{env: RECONCILER_SECRET_X}",
     "user_manager: ",
     "groups: ",
     "max_contacts: ",

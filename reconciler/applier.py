@@ -20,6 +20,7 @@ from reconciler.errors import (
     PbxUnreachable,
     ReconcilerError,
     TokenError,
+    TokenRejected,
 )
 from reconciler.models import DesiredExtension, LiveExtension
 from reconciler.pbx import ExtensionSecrets
@@ -74,7 +75,8 @@ class ApplyResult:
     reload: ReloadResult = field(default_factory=lambda: ReloadResult("not needed"))
     not_converged: list[tuple[DesiredExtension, str]] = field(default_factory=list)
     interrupted: bool = False
-    # Why the creates stopped before the end: the PBX became unreachable.
+    # Why the creates stopped before the end: the PBX became unreachable or
+    # rejected its own fresh tokens.
     stopped: str | None = None
     verify_error: str | None = None
 
@@ -106,6 +108,9 @@ class ApplyOptions:
     )
     on_reload: Callable[[str], None] = lambda message: None
     stop_requested: Callable[[], bool] = lambda: False
+    # Called with each extension before its addExtension is sent, and with
+    # None once the request has an outcome.
+    on_send: Callable[[DesiredExtension | None], None] = lambda extension: None
 
 
 def apply_plan(client: FreePBXClient, plan: Plan, options: ApplyOptions) -> ApplyResult:
@@ -113,15 +118,20 @@ def apply_plan(client: FreePBXClient, plan: Plan, options: ApplyOptions) -> Appl
     result = ApplyResult()
     if not plan.creates:
         return result
-    # The secrets sent with each addExtension whose outcome is still unknown.
-    unknown: dict[str, ExtensionSecrets] = {}
+    # The numbers whose addExtension got no usable response.
+    unknown: set[str] = set()
 
     _create_all(client, plan.creates, options, result, unknown)
 
-    # Ctrl-C is a request to stop now, and apply config can take minutes, so
-    # the next apply runs it (apply_pending_config).
+    # Ctrl-C or SIGTERM is a request to stop now, and apply config can take
+    # minutes, so the next apply runs it (apply_pending_config).
     if result.interrupted:
         result.reload = ReloadResult("not run", details="interrupted")
+        return result
+    # A doreload and a verification read would fail the way the last request
+    # did, so both are left to the next apply.
+    if result.stopped is not None:
+        result.reload = ReloadResult("not run", details="apply stopped")
         return result
 
     # Apply config once, when an addExtension has or may have changed the PBX.
@@ -129,7 +139,7 @@ def apply_plan(client: FreePBXClient, plan: Plan, options: ApplyOptions) -> Appl
         result.reload = _apply_config(client, options)
 
     # Read the PBX once more: created is not done until it is listed as desired.
-    _verify(client, result, unknown, options)
+    _verify(client, result, options)
     return result
 
 
@@ -159,7 +169,7 @@ def _create_all(
     creates: tuple[DesiredExtension, ...],
     options: ApplyOptions,
     result: ApplyResult,
-    unknown: dict[str, ExtensionSecrets],
+    unknown: set[str],
 ) -> None:
     total = len(creates)
     for index, extension in enumerate(creates, start=1):
@@ -171,6 +181,11 @@ def _create_all(
             return
         try:
             outcome = _create_one(client, extension, options, unknown)
+        except TokenRejected as error:
+            # FreePBX rejected a fresh token before running the request, and it
+            # would reject the next ones, costing two token requests each.
+            outcome = CreateResult(extension, "failed", f"not run: {error}")
+            result.stopped = f"FreePBX rejects even a new access token: {error}"
         except (PbxUnreachable, TokenError) as error:
             # The request was not sent, and the next ones would fail the same way.
             outcome = CreateResult(extension, "failed", f"not sent: {error}")
@@ -188,17 +203,55 @@ def _create_one(
     client: FreePBXClient,
     extension: DesiredExtension,
     options: ApplyOptions,
-    unknown: dict[str, ExtensionSecrets],
+    unknown: set[str],
 ) -> CreateResult:
     secrets = secrets_for(extension)
+    credentials = options.credentials
+    # The secrets reach the disk before FreePBX can store them.
+    if credentials is not None:
+        credentials.record_unconfirmed(extension, secrets)
+    options.on_send(extension)
+    try:
+        outcome = _send_one(client, extension, secrets, unknown)
+    except (PbxUnreachable, TokenError):
+        # Not sent, or rejected before FreePBX ran it.
+        if credentials is not None:
+            credentials.discard(extension.extension)
+        raise
+    finally:
+        options.on_send(None)
+    if credentials is not None:
+        _settle_credentials(credentials, outcome)
+    return outcome
+
+
+def _send_one(
+    client: FreePBXClient,
+    extension: DesiredExtension,
+    secrets: ExtensionSecrets,
+    unknown: set[str],
+) -> CreateResult:
     try:
         message = pbx.add_extension(client, extension, secrets)
+    except TokenRejected:
+        raise
     except ApiError as error:
         return _rejected(client, extension, error)
     except OutcomeUnknown as error:
-        return _settle_unknown(client, extension, secrets, options, unknown, error)
-    _record_credentials(options, extension, secrets)
+        return _settle_unknown(client, extension, unknown, error)
     return CreateResult(extension, "created", message)
+
+
+def _settle_credentials(credentials: CredentialsFile, outcome: CreateResult) -> None:
+    number = outcome.extension.extension
+    if outcome.status == "created":
+        credentials.confirm(number)
+    elif outcome.status == "outcome unknown" or "SQLSTATE" in outcome.message:
+        # The rows FreePBX may have written before its SQL error hold these
+        # secrets, so the row stays unconfirmed.
+        return
+    else:
+        credentials.discard(number)
 
 
 def _rejected(
@@ -233,9 +286,7 @@ def _rejected(
 def _settle_unknown(
     client: FreePBXClient,
     extension: DesiredExtension,
-    secrets: ExtensionSecrets,
-    options: ApplyOptions,
-    unknown: dict[str, ExtensionSecrets],
+    unknown: set[str],
     error: OutcomeUnknown,
 ) -> CreateResult:
     """Learn from a fresh read whether an addExtension without a response worked.
@@ -252,55 +303,52 @@ def _settle_unknown(
     try:
         live = pbx.read_live_state(client).by_number()
     except ReconcilerError as read_error:
-        unknown[extension.extension] = secrets
+        unknown.add(extension.extension)
         return CreateResult(
             extension, "outcome unknown", f"{error}; the re-read failed: {read_error}"
         )
     if extension.extension in live:
-        _record_credentials(options, extension, secrets)
         return CreateResult(
             extension, "created", f"created, as a re-read shows after: {error}"
         )
-    unknown[extension.extension] = secrets
+    unknown.add(extension.extension)
     return CreateResult(
         extension, "outcome unknown", f"{error}; a re-read does not list it yet"
     )
-
-
-def _record_credentials(
-    options: ApplyOptions, extension: DesiredExtension, secrets: ExtensionSecrets
-) -> None:
-    if options.credentials is not None:
-        options.credentials.record(extension, secrets)
 
 
 def _apply_config(client: FreePBXClient, options: ApplyOptions) -> ReloadResult:
     started = time.monotonic()
     deadline = started + options.reload_timeout
     wait = FIRST_ALREADY_RUNNING_WAIT_SECONDS
-    restart = False
     while True:
         transaction_id, failure = _start_reload(client)
         if failure is not None:
             return failure
-        again = " again" if restart else ""
-        options.on_reload(f"apply config started{again} (transaction {transaction_id})")
 
         outcome = _wait_for(client, transaction_id, deadline, started, options)
         if outcome.status != "failed" or outcome.details != pbx.RELOAD_ALREADY_RUNNING:
             return outcome
-        # Another reload holds FreePBX's lock, so ours must start after it ends.
-        if time.monotonic() + wait > deadline:
+
+        # Another reload holds FreePBX's lock, so ours must start after it
+        # ends. The last try comes at the deadline, not one wait before it.
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
             return ReloadResult(
                 "timed out",
                 transaction_id,
-                "another apply config was still running",
+                "another apply config was still running, so ours could not start",
                 time.monotonic() - started,
             )
-        options.on_reload("another apply config is running; waiting to start ours")
-        time.sleep(wait)
+        if options.stop_requested():
+            return ReloadResult("not run", transaction_id, "interrupted")
+        pause = min(wait, remaining)
+        options.on_reload(
+            f"another apply config is running, so transaction {transaction_id} "
+            f"could not start; trying again in {pause:.1f} s"
+        )
+        time.sleep(pause)
         wait = min(wait * 2, MAX_ALREADY_RUNNING_WAIT_SECONDS)
-        restart = True
 
 
 def _start_reload(client: FreePBXClient) -> tuple[str, ReloadResult | None]:
@@ -325,6 +373,7 @@ def _wait_for(
     options: ApplyOptions,
 ) -> ReloadResult:
     interval = FIRST_POLL_SECONDS
+    announced = False
     while True:
         try:
             status = pbx.reload_status(client, transaction_id)
@@ -333,16 +382,20 @@ def _wait_for(
                 "not confirmed", transaction_id, str(error), time.monotonic() - started
             )
         elapsed = time.monotonic() - started
-        if status == pbx.RELOAD_EXECUTED:
-            return ReloadResult("executed", transaction_id, None, elapsed)
-        if status != pbx.RELOAD_PROCESSING:
+        if status not in (pbx.RELOAD_PROCESSING, pbx.RELOAD_EXECUTED):
+            # A transaction that another reload kept from starting ends here too.
             details = pbx.reload_failure_details(client, transaction_id) or status
             return ReloadResult("failed", transaction_id, details, elapsed)
+        if not announced:
+            options.on_reload(f"Apply config: started (transaction {transaction_id}).")
+            announced = True
+        if status == pbx.RELOAD_EXECUTED:
+            return ReloadResult("executed", transaction_id, None, elapsed)
         if options.stop_requested():
             return ReloadResult(
                 "not confirmed",
                 transaction_id,
-                "stopped waiting (Ctrl-C); FreePBX goes on with the reload",
+                "stopped waiting (interrupted); FreePBX goes on with the reload",
                 elapsed,
             )
         # The last poll comes at the deadline, not one interval before it.
@@ -353,12 +406,7 @@ def _wait_for(
         interval = min(interval * POLL_GROWTH, MAX_POLL_SECONDS)
 
 
-def _verify(
-    client: FreePBXClient,
-    result: ApplyResult,
-    unknown: dict[str, ExtensionSecrets],
-    options: ApplyOptions,
-) -> None:
+def _verify(client: FreePBXClient, result: ApplyResult, options: ApplyOptions) -> None:
     touched = [
         r.extension
         for r in result.creates
@@ -372,7 +420,7 @@ def _verify(
         result.verify_error = str(error)
         return
     by_number = live.by_number()
-    _settle_late(result, by_number, unknown, options)
+    _settle_late(result, by_number, options)
     touched = [
         r.extension
         for r in result.creates
@@ -395,25 +443,28 @@ def _verify(
 
 
 def _settle_late(
-    result: ApplyResult,
-    by_number: dict[str, LiveExtension],
-    unknown: dict[str, ExtensionSecrets],
-    options: ApplyOptions,
+    result: ApplyResult, by_number: dict[str, LiveExtension], options: ApplyOptions
 ) -> None:
-    """Decide each outcome still unknown from the verification read."""
+    """Mark each outcome still unknown as created when the verification read lists it.
+
+    An extension the read does not list stays unknown, because FreePBX may
+    still run a request whose response was lost, and its row in the
+    credentials file stays unconfirmed.
+    """
     for index, created in enumerate(result.creates):
         if created.status != "outcome unknown":
             continue
         extension = created.extension
         if extension.extension in by_number:
-            _record_credentials(options, extension, unknown[extension.extension])
+            if options.credentials is not None:
+                options.credentials.confirm(extension.extension)
             message = (
                 f"created, as the verification read shows after: {created.message}"
             )
             result.creates[index] = CreateResult(extension, "created", message)
         else:
-            message = f"not created: {created.message}"
-            result.creates[index] = CreateResult(extension, "failed", message)
+            message = f"{created.message}; the verification read does not list it"
+            result.creates[index] = CreateResult(extension, "outcome unknown", message)
 
 
 def _differences_text(differences: tuple[FieldDrift, ...]) -> str:

@@ -33,6 +33,7 @@ from reconciler.errors import (
     PbxUnreachable,
     ReconcilerError,
     TokenError,
+    TokenRejected,
 )
 from reconciler.redact import register_secret
 from reconciler.settings import ConnectionSettings
@@ -194,13 +195,20 @@ class FreePBXClient:
         token that is not a readable JWT counts as granting the requested
         scopes, because FreePBX 16 grants all of them or issues no token.
         """
-        if self._auth.token is None:
-            self.fetch_token()
-        assert self._auth.token is not None
-        claimed = _jwt_scopes(self._auth.token)
+        claimed = self.token_scopes()
         if claimed is None:
             return frozenset(self.settings.scope.split())
         return claimed
+
+    def token_scopes(self) -> frozenset[str] | None:
+        """Return the `scopes` claim of the access token, or None when it has none.
+
+        Requests a token if there is none yet.
+        """
+        if self._auth.token is None:
+            self.fetch_token()
+        assert self._auth.token is not None
+        return _jwt_scopes(self._auth.token)
 
     # --- GraphQL -----------------------------------------------------------
 
@@ -248,7 +256,7 @@ class FreePBXClient:
             try:
                 return self._send(operation, document, variables)
             except _AuthRejected as error:
-                raise ApiError(operation, str(error), error.http_status) from None
+                raise TokenRejected(operation, str(error), error.http_status) from None
 
     def _send(self, operation: str, document: str, variables: dict[str, Any]) -> Any:
         request = _PreparedRequest(_document(document), variables)
@@ -310,7 +318,7 @@ class FreePBXClient:
             response = self._send_get(operation, url)
             rejection = _rest_auth_rejection(response)
             if rejection is not None:
-                raise ApiError(
+                raise TokenRejected(
                     operation,
                     f"access token rejected: {rejection}",
                     response.status_code,
@@ -507,8 +515,11 @@ def _was_not_sent(error: BaseException | None) -> bool:
 
 
 def _network_reason(error: Exception) -> str:
+    # The cause of a failure, for --debug. requests' text names the host and
+    # port but never a header or body, so it carries no secret.
+    log.debug("network failure: %s: %s", type(error).__name__, error)
     if isinstance(error, requests.exceptions.SSLError):
-        return "TLS certificate verification failed (pass --ca-bundle for a private CA)"
+        return _tls_reason(str(error))
     if isinstance(error, requests.exceptions.ConnectTimeout):
         return "connection timed out"
     if isinstance(error, requests.exceptions.ReadTimeout):
@@ -523,6 +534,49 @@ def _network_reason(error: Exception) -> str:
     if "without response" in text:
         return "connection closed without a response"
     return "connection failed"
+
+
+# OpenSSL's reasons when the other end answers a TLS handshake with something
+# else, such as a plain HTTP server.
+_NOT_TLS_REASONS = (
+    "WRONG_VERSION_NUMBER",
+    "UNKNOWN_PROTOCOL",
+    "RECORD_LAYER_FAILURE",
+    "PACKET_LENGTH_TOO_LONG",
+    "HTTP_REQUEST",
+)
+# OpenSSL's reasons when the CA bundle file holds no usable certificate.
+_CA_BUNDLE_REASONS = ("NO_CERTIFICATE_OR_CRL_FOUND", "PEM routines", "[PEM:", "[X509:")
+
+
+def _tls_reason(text: str) -> str:
+    """Return why a TLS handshake failed, in words that point to the fix."""
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        if "mismatch" in text:
+            return (
+                "TLS certificate does not match the host name of the URL; use the "
+                "name or address the certificate was issued for"
+            )
+        return "TLS certificate verification failed (pass --ca-bundle for a private CA)"
+    if any(reason in text for reason in _NOT_TLS_REASONS):
+        return (
+            "the server does not speak TLS on this port; check the port, or use "
+            "http:// with --allow-http if the PBX serves plain HTTP there"
+        )
+    if "UNEXPECTED_EOF" in text or "EOF occurred" in text:
+        # A plain HTTP server that reads the handshake as a bad request and
+        # closes, or a TLS server that drops it.
+        return (
+            "the server closed the connection during the TLS handshake; check that "
+            "it serves HTTPS on this port, or use http:// with --allow-http if it "
+            "serves plain HTTP"
+        )
+    if any(reason in text for reason in _CA_BUNDLE_REASONS):
+        return (
+            "the CA bundle (--ca-bundle, FREEPBX_CA_BUNDLE) holds no usable "
+            "certificate; give a PEM file of CA certificates"
+        )
+    return "TLS handshake failed (run with --debug for the cause)"
 
 
 ProgressCallback = Callable[[int, int], None]

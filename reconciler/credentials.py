@@ -9,9 +9,11 @@ created with mode 0600; never to stdout, stderr or a log.
 from __future__ import annotations
 
 import csv
+import logging
 import os
 import secrets
 import string
+import tempfile
 from pathlib import Path
 from types import TracebackType
 from typing import IO
@@ -20,6 +22,8 @@ from reconciler.errors import ReconcilerError
 from reconciler.models import DesiredExtension, SecretSource
 from reconciler.pbx import ExtensionSecrets
 from reconciler.redact import register_secret
+
+log = logging.getLogger(__name__)
 
 PIN_DIGITS = 6
 # FreePBX stores the User Manager password in users.password, VARCHAR(20).
@@ -32,7 +36,12 @@ CREDENTIALS_HEADER = (
     "voicemail_pin",
     "user_manager_username",
     "user_manager_password",
+    "status",
 )
+# A row is written before its addExtension is sent, as unconfirmed, so that no
+# secret of an extension that may exist is lost, even when the run is killed.
+STATUS_UNCONFIRMED = "unconfirmed"
+STATUS_CREATED = "created"
 
 
 class SecretSourceError(ReconcilerError):
@@ -41,6 +50,16 @@ class SecretSourceError(ReconcilerError):
 
 def check_secret_sources(extensions: tuple[DesiredExtension, ...]) -> None:
     """Check every environment-variable secret before anything is created."""
+    problems = secret_source_problems(extensions)
+    if problems:
+        raise SecretSourceError("; ".join(problems))
+
+
+def secret_source_problems(extensions: tuple[DesiredExtension, ...]) -> list[str]:
+    """Return one line per unset or unusable environment-variable secret.
+
+    The lines name the extension and the variable, never a value.
+    """
     problems = []
     for extension in extensions:
         for source, kind in _sources(extension):
@@ -48,8 +67,7 @@ def check_secret_sources(extensions: tuple[DesiredExtension, ...]) -> None:
                 _read_env(source, kind)
             except SecretSourceError as error:
                 problems.append(f"extension {extension.extension}: {error}")
-    if problems:
-        raise SecretSourceError("; ".join(problems))
+    return problems
 
 
 def secrets_for(extension: DesiredExtension) -> ExtensionSecrets:
@@ -101,13 +119,32 @@ def _read_env(source: SecretSource, kind: str) -> str:
     return value
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula, which a
+# name such as =HYPERLINK("http://...") would exploit when the file is opened.
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_cell(text: str) -> str:
+    """Prefix ``text`` with ' if a spreadsheet would read it as a formula."""
+    return "'" + text if text.startswith(FORMULA_PREFIXES) else text
+
+
 class CredentialsFile:
-    """A CSV file of the secrets of created extensions, mode 0600, never overwritten."""
+    """A CSV file of the secrets of new extensions, mode 0600, never overwritten.
+
+    Each row is appended and flushed to disk before its addExtension is sent,
+    with the status "unconfirmed". When the file is closed it is rewritten
+    once with the outcomes learned since: "created", "unconfirmed" for an
+    outcome still unknown, and no row for an extension that FreePBX did not
+    create with these secrets.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._file: IO[str] | None = None
         self._writer: csv.DictWriter[str] | None = None
+        self._rows: dict[str, dict[str, str]] = {}
+        self._changed = False
 
     def __enter__(self) -> CredentialsFile:
         try:
@@ -126,23 +163,37 @@ class CredentialsFile:
         self._writer.writeheader()
         return self
 
-    def record(self, extension: DesiredExtension, created: ExtensionSecrets) -> None:
-        """Append one created extension and flush it to disk at once."""
+    def record_unconfirmed(
+        self, extension: DesiredExtension, sent: ExtensionSecrets
+    ) -> None:
+        """Append the secrets about to be sent and flush them to disk at once."""
         assert self._writer is not None and self._file is not None
-        self._writer.writerow(
-            {
-                "extension": extension.extension,
-                "name": extension.name,
-                "email": extension.email,
-                "voicemail_pin": created.voicemail_pin or "",
-                "user_manager_username": extension.extension
-                if extension.user_manager
-                else "",
-                "user_manager_password": created.user_manager_password or "",
-            }
-        )
+        row = {
+            "extension": extension.extension,
+            "name": extension.name,
+            "email": extension.email or "",
+            "voicemail_pin": sent.voicemail_pin or "",
+            "user_manager_username": extension.extension
+            if extension.user_manager
+            else "",
+            "user_manager_password": sent.user_manager_password or "",
+            "status": STATUS_UNCONFIRMED,
+        }
+        row = {key: spreadsheet_cell(value) for key, value in row.items()}
+        self._rows[extension.extension] = row
+        self._writer.writerow(row)
         self._file.flush()
         os.fsync(self._file.fileno())
+
+    def confirm(self, number: str) -> None:
+        """Mark the row of an extension that FreePBX lists as created."""
+        self._rows[number]["status"] = STATUS_CREATED
+        self._changed = True
+
+    def discard(self, number: str) -> None:
+        """Drop the row of an extension that FreePBX did not create with its secrets."""
+        del self._rows[number]
+        self._changed = True
 
     def __exit__(
         self,
@@ -150,5 +201,33 @@ class CredentialsFile:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        if self._file is not None:
-            self._file.close()
+        if self._file is None:
+            return
+        self._file.close()
+        if self._changed:
+            self._rewrite()
+
+    def _rewrite(self) -> None:
+        """Replace the file with the final rows, atomically and with mode 0600."""
+        # mkstemp creates the file with mode 0600, in the same directory so
+        # that os.replace stays on one file system.
+        descriptor, temporary = tempfile.mkstemp(
+            dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp"
+        )
+        try:
+            with os.fdopen(descriptor, "w", encoding="utf-8", newline="") as file:
+                writer = csv.DictWriter(file, fieldnames=CREDENTIALS_HEADER)
+                writer.writeheader()
+                writer.writerows(self._rows.values())
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temporary, self.path)
+        except OSError as error:
+            # The appended rows stay, each marked unconfirmed: nothing is lost.
+            log.warning(
+                "cannot update the statuses in credentials file %s: %s; its rows "
+                "still read unconfirmed",
+                self.path,
+                error.strerror,
+            )
+            Path(temporary).unlink(missing_ok=True)

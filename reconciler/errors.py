@@ -49,6 +49,18 @@ class ApiError(ReconcilerError):
         super().__init__(f"{operation} failed ({status}): {message}")
 
 
+class TokenRejected(ApiError, TokenError):
+    """FreePBX rejected a request made with a token it had just issued.
+
+    FreePBX checks the token before it runs a request, so the request did not
+    run. The next requests would be rejected the same way.
+    """
+
+
+class MissingScope(ReconcilerError):
+    """The access token lacks a scope that an operation needs."""
+
+
 class PbxUnreachable(ReconcilerError):
     """No HTTP response: connection refused, DNS failure, TLS failure or a timeout."""
 

@@ -14,6 +14,7 @@ from reconciler import operations
 from reconciler.client import FreePBXClient
 from reconciler.errors import ApiError
 from reconciler.models import DesiredExtension, LiveExtension, LiveState
+from reconciler.scopes import explain_read_failure
 
 CREATED_MESSAGE = "Extension has been created Successfully"
 ALREADY_IN_USE = "This device id is already in use"
@@ -34,7 +35,10 @@ class ExtensionSecrets:
 
 def read_live_state(client: FreePBXClient) -> LiveState:
     """Read every extension once; a failed or partial read raises, never reads empty."""
-    data = client.query("fetchAllExtensions", operations.FETCH_ALL_EXTENSIONS, {})
+    try:
+        data = client.query("fetchAllExtensions", operations.FETCH_ALL_EXTENSIONS, {})
+    except ApiError as error:
+        raise explain_read_failure(client, error) from None
     listing = _payload(data, "fetchAllExtensions")
     items = listing.get("extension")
     if not isinstance(items, list):

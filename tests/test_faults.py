@@ -8,7 +8,9 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import CliResult, operations, run_cli, write_yaml
@@ -230,22 +232,33 @@ def test_truncated_add_settled_by_reread(
     assert "addExtension: the answer is not a GraphQL response" in result.stderr
 
 
-def test_http_500_on_add_not_created(pbx_env: SandboxServer, tmp_path: Path) -> None:
+def test_http_500_on_add_stays_unknown(pbx_env: SandboxServer, tmp_path: Path) -> None:
     path = write_yaml(tmp_path, THREE)
     pbx_env.faults = Faults(http_500_on=selectors("addExtension:1"))
-    result = apply(path)
+    target = tmp_path / "new-hires.csv"
+    result = apply(path, "--credentials-out", str(target))
     assert result.exit_code == 1
     assert (
         "[1/3] 4001 Ann Arbor: outcome unknown (addExtension: server error HTTP "
         "500; a re-read does not list it yet)"
     ) in result.stdout
+    # A lost response never proves that FreePBX did not run the request.
     assert (
-        "  ! 4001  Ann Arbor: not created: addExtension: server error HTTP 500; a "
-        "re-read does not list it yet"
+        "Outcome unknown (1, run reconciler plan to see whether FreePBX has them):"
     ) in result.stdout
-    assert "Apply: 2 created, 0 already present, 1 failed, 0 not attempted;" in (
-        result.stdout
-    )
+    assert (
+        "  ? 4001  Ann Arbor: addExtension: server error HTTP 500; a re-read does "
+        "not list it yet; the verification read does not list it"
+    ) in result.stdout
+    assert "not created" not in result.stdout
+    assert (
+        "Apply: 2 created, 0 already present, 0 failed, 1 outcome unknown, 0 not "
+        "attempted;"
+    ) in result.stdout
+    rows = target.read_text(encoding="utf-8").splitlines()
+    assert rows[0].endswith(",status")
+    statuses = {row.split(",")[0]: row.split(",")[-1] for row in rows[1:]}
+    assert statuses == {"4001": "unconfirmed", "4002": "created", "4003": "created"}
     assert operations(pbx_env).count("addExtension") == 3
     assert listed_numbers(pbx_env) == ["4002", "4003"]
 
@@ -372,15 +385,24 @@ def test_reload_that_hangs_times_out(pbx_env: SandboxServer, tmp_path: Path) -> 
     )
     assert "apply config timed out; 0 not converged." in result.stdout
 
-    # While the first reload hangs, another one cannot start.
-    rerun = apply(path, "--reload-timeout", "1")
+    # While the first reload hangs, another one cannot start, and the output
+    # never claims that it did.
+    rerun = apply(path, "--reload-timeout", "4")
     assert rerun.exit_code == 1
     assert "FreePBX has changes that no apply config has applied yet" in rerun.stdout
-    assert "another apply config is running; waiting to start ours" in rerun.stdout
-    assert "Apply config: timed out (transaction 3) after " in rerun.stdout
-    assert ": another apply config was still running; raise --reload-timeout" in (
-        rerun.stdout
+    assert (
+        "another apply config is running, so transaction 2 could not start; trying "
+        "again in 0.5 s"
+    ) in rerun.stdout
+    assert "Apply config: started" not in rerun.stdout
+    gave_up = re.search(
+        r"Apply config: timed out \(transaction \d+\) after (\S+) s: another apply "
+        r"config was still running, so ours could not start; raise --reload-timeout",
+        rerun.stdout,
     )
+    assert gave_up is not None, rerun.stdout
+    # The last try comes at the deadline, not one wait before it.
+    assert float(gave_up.group(1)) >= 4.0
 
     pbx_env.faults = Faults()
     final = apply(path)
@@ -528,6 +550,79 @@ def test_ctrl_c_stops_after_request_in_flight(
     assert "Apply config: executed" in rerun.stdout
 
 
+def test_sigterm_stops_after_request_in_flight(tmp_path: Path) -> None:
+    path = write_yaml(tmp_path, THREE)
+    target = tmp_path / "new-hires.csv"
+    with SandboxServer(tmp_path / "pbx.sqlite3", reload_seconds=0.2) as server:
+        server.faults = Faults(latency_ms=300)
+        command = [sys.executable, "-m", "reconciler", "apply", "-f", str(path)]
+        command += ["--allow-http", "--yes", "--credentials-out", str(target)]
+        with subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=_child_env(server),
+            cwd=tmp_path,
+        ) as child:
+            assert child.stdout is not None
+            lines = []
+            for line in child.stdout:
+                lines.append(line)
+                if line.startswith("[1/3] "):
+                    child.send_signal(signal.SIGTERM)
+            code = child.wait(timeout=30)
+            assert child.stderr is not None
+            errors = child.stderr.read()
+        created = listed_numbers(server)
+
+    output = "".join(lines)
+    assert code == 1, output + errors
+    assert "SIGTERM: stopping after the request in flight" in errors
+    assert "Interrupted: stopped after the request in flight." in output
+    assert f"Apply: {len(created)} created, 0 already present, 0 failed, " in output
+    rows = target.read_text(encoding="utf-8").splitlines()
+    assert [row.split(",")[0] for row in rows[1:]] == created
+    assert all(row.endswith(",created") for row in rows[1:])
+
+
+def test_second_signal_names_extension_in_flight(tmp_path: Path) -> None:
+    path = write_yaml(tmp_path, THREE)
+    target = tmp_path / "new-hires.csv"
+    with SandboxServer(tmp_path / "pbx.sqlite3", reload_seconds=0.2) as server:
+        # The second addExtension takes 3 s, long enough for both signals.
+        server.faults = Faults(latency_ms=3000, latency_on=selectors("addExtension:2"))
+        command = [sys.executable, "-m", "reconciler", "apply", "-f", str(path)]
+        command += ["--allow-http", "--yes", "--credentials-out", str(target)]
+        with subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=_child_env(server),
+            cwd=tmp_path,
+        ) as child:
+            assert child.stdout is not None
+            for line in child.stdout:
+                if line.startswith("[1/3] "):
+                    time.sleep(0.5)
+                    child.send_signal(signal.SIGINT)
+                    time.sleep(0.3)
+                    child.send_signal(signal.SIGTERM)
+            code = child.wait(timeout=30)
+            assert child.stderr is not None
+            errors = child.stderr.read()
+
+    assert code != 0
+    assert (
+        "Aborted (SIGTERM) while the request for extension 4002 was in flight: its "
+        "outcome is unknown."
+    ) in errors
+    rows = target.read_text(encoding="utf-8").splitlines()
+    statuses = {row.split(",")[0]: row.split(",")[-1] for row in rows[1:]}
+    assert statuses == {"4001": "created", "4002": "unconfirmed"}
+
+
 def _stop(child: subprocess.Popen[str]) -> None:
     child.send_signal(signal.SIGINT)
     try:
@@ -545,3 +640,93 @@ def _child_env(server: SandboxServer | None = None) -> dict[str, str]:
         env["FREEPBX_CLIENT_ID"] = server.client_id
         env["FREEPBX_CLIENT_SECRET"] = server.client_secret
     return env
+
+
+# --- outcomes that stop an apply or stay unknown --------------------------------
+
+
+def test_slow_add_stays_unknown_with_secrets(
+    pbx_env: SandboxServer, tmp_path: Path
+) -> None:
+    # FreePBX runs the first addExtension 3 s after the client gave up at 1 s,
+    # later than the verification read.
+    pbx_env.faults = Faults(latency_ms=3000, latency_on=selectors("addExtension:1"))
+    target = tmp_path / "slow.csv"
+    result = apply(
+        write_yaml(tmp_path, THREE),
+        "--read-timeout",
+        "1",
+        "--credentials-out",
+        str(target),
+    )
+    assert result.exit_code == 1
+    assert "  ? 4001  Ann Arbor: addExtension: no answer from " in result.stdout
+    assert "the verification read does not list it" in result.stdout
+    assert "not created" not in result.stdout
+    assert "Apply: 2 created, 0 already present, 0 failed, 1 outcome unknown," in (
+        result.stdout
+    )
+
+    rows = target.read_text(encoding="utf-8").splitlines()
+    unconfirmed = [row.split(",") for row in rows[1:] if row.startswith("4001,")]
+    assert len(unconfirmed) == 1
+    assert unconfirmed[0][6] == "unconfirmed"
+    assert len(unconfirmed[0][3]) == 6  # the PIN that FreePBX got
+    assert len(unconfirmed[0][5]) == 20  # the User Manager password
+    deadline = time.monotonic() + 10
+    while "4001" not in listed_numbers(pbx_env) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "4001" in listed_numbers(pbx_env)
+
+
+def test_rejected_fresh_token_stops_apply(
+    pbx_env: SandboxServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_add = freepbx.add_extension
+
+    def add_then_reject_tokens(*args: Any) -> str:
+        message = real_add(*args)
+        # From now on FreePBX rejects every token, old and new.
+        pbx_env.faults = Faults(token_lifetime_seconds=0)
+        return message
+
+    monkeypatch.setattr(freepbx, "add_extension", add_then_reject_tokens)
+    target = tmp_path / "new-hires.csv"
+    result = apply(write_yaml(tmp_path, THREE), "--credentials-out", str(target))
+    assert result.exit_code == 1
+    assert "[2/3] 4002 Bob Baker: failed (not run: addExtension failed (HTTP 401)" in (
+        result.stdout
+    )
+    assert "Stopped: FreePBX rejects even a new access token: " in result.stdout
+    assert "Not attempted (1):\n  - 4003  Cid Cole" in result.stdout
+    assert "Apply config: not run (apply stopped)" in result.stdout
+    ops = operations(pbx_env)
+    assert ops.count("token") == 2
+    assert "doreload" not in ops
+    rows = target.read_text(encoding="utf-8").splitlines()
+    assert [row.split(",")[0] for row in rows[1:]] == ["4001"]
+
+
+def test_unreachable_pbx_skips_apply_config(
+    pbx_env: SandboxServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_add = freepbx.add_extension
+
+    def add_then_stop_pbx(client: FreePBXClient, *args: Any) -> str:
+        message = real_add(client, *args)
+        pbx_env.stop()
+        # A stopped server still serves the open keep-alive connection, so the
+        # next request must open a new one.
+        client._transport.session.close()
+        return message
+
+    monkeypatch.setattr(freepbx, "add_extension", add_then_stop_pbx)
+    result = apply(write_yaml(tmp_path, THREE))
+    assert result.exit_code == 1
+    assert "Stopped: addExtension: cannot reach " in result.stdout
+    assert ": connection refused" in result.stdout
+    assert "Apply config: not run (apply stopped)" in result.stdout
+    assert "Apply: 1 created, 0 already present, 1 failed, 1 not attempted;" in (
+        result.stdout
+    )
+    assert "doreload" not in operations(pbx_env)

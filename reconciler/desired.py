@@ -81,7 +81,7 @@ def _read_bytes(path: Path, name: str) -> bytes:
         with path.open("rb") as file:
             data = file.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
-        raise _file_problem(name, "file not found; pass the file with --file") from None
+        raise _file_problem(name, "file not found; check the path") from None
     except IsADirectoryError:
         raise _file_problem(name, "is a directory, not a file") from None
     except OSError as error:

@@ -81,6 +81,17 @@ def _source(source: SecretSource) -> str | dict[str, str]:
     return "random"
 
 
+def summary_counts(plan: Plan) -> str:
+    """Return the plan's counts; the duplicates appear only when there are some."""
+    counts = (
+        f"{len(plan.creates)} to create, {len(plan.drifts)} drifted, "
+        f"{len(plan.unmanaged)} unmanaged, {plan.in_sync} in sync"
+    )
+    if plan.duplicates:
+        counts += f", {len(plan.duplicates)} listed twice"
+    return counts
+
+
 def render_json(plan: Plan, source: str, target: str) -> str:
     return json.dumps(plan_to_dict(plan, source, target), ensure_ascii=False, indent=2)
 
@@ -88,8 +99,7 @@ def render_json(plan: Plan, source: str, target: str) -> str:
 def render_markdown(plan: Plan, source: str, target: str) -> str:
     """Return a compact Markdown table for a pull-request comment."""
     lines = [
-        f"#### reconciler plan: {len(plan.creates)} to create, {len(plan.drifts)} "
-        f"drifted, {len(plan.unmanaged)} unmanaged, {plan.in_sync} in sync",
+        f"#### reconciler plan: {summary_counts(plan)}",
         "",
         f"`{_code(source)}` against `{_code(target)}`",
         "",

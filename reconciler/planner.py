@@ -26,7 +26,7 @@ UNREADABLE_FIELDS = (
     "user manager groups",
     "voicemail PIN",
     "user manager password",
-    "caller ID",
+    "device caller ID",
     "max contacts",
 )
 
@@ -65,7 +65,12 @@ class Plan:
 
     @property
     def has_changes(self) -> bool:
-        return bool(self.creates or self.drifts)
+        """Tell whether plan --detailed-exitcode exits 2.
+
+        A number FreePBX lists twice counts, because only a person in the
+        FreePBX web interface can repair it.
+        """
+        return bool(self.creates or self.drifts or self.duplicates)
 
     @property
     def emails_unchecked(self) -> bool:

@@ -6,6 +6,7 @@ import json
 
 from reconciler.applier import ApplyResult, CreateResult, ReloadResult
 from reconciler.models import DesiredExtension
+from reconciler.plan_formats import summary_counts
 from reconciler.planner import Plan
 
 ADDITIONS_ONLY_NOTE = (
@@ -37,10 +38,7 @@ def render_plan(plan: Plan, source: str, target: str) -> str:
 
 
 def plan_summary(plan: Plan) -> str:
-    return (
-        f"Plan: {len(plan.creates)} to create, {len(plan.drifts)} drifted, "
-        f"{len(plan.unmanaged)} unmanaged, {plan.in_sync} in sync."
-    )
+    return f"Plan: {summary_counts(plan)}."
 
 
 def _creates_section(plan: Plan) -> list[str]:
@@ -64,7 +62,7 @@ def creation_fields(extension: DesiredExtension) -> list[tuple[str, str]]:
         ("emergency caller ID", _or_none(extension.emergency_cid)),
     ]
     if extension.caller_id is not None:
-        fields.append(("caller ID", extension.caller_id))
+        fields.append(("device caller ID", extension.caller_id))
     if extension.voicemail:
         fields.append(("voicemail", f"on, PIN {extension.voicemail_pin.describe()}"))
     else:

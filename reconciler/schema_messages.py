@@ -306,6 +306,13 @@ def _group_message(value: Any, text: str | None, path: JsonPath) -> str:
     if value is None:
         return _empty_message(path, text)
     written = text if text is not None else f"'{shown(str(value))}'"
+    digits = str(value).lstrip("-")
+    if isinstance(value, int | str) and digits.isascii() and digits.isdigit():
+        # A number that quoting does not fix: too long, or negative.
+        return (
+            f"{written} is not a User Manager group id; a group id is 1 to 10 "
+            'digits, for example "1"'
+        )
     return (
         f"{written} is not a User Manager group id; write the group's number in "
         'quotes, for example "1"'

@@ -11,7 +11,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,13 +22,18 @@ import typer
 
 from reconciler.errors import InvalidDesiredState, ReconcilerError
 from reconciler.redact import RedactingFilter, redact
-from reconciler.settings import DEFAULT_SCOPE, ConnectionSettings, build_settings
+from reconciler.settings import (
+    DEFAULT_SCOPE,
+    ConnectionSettings,
+    build_settings,
+    check_timeouts,
+)
 
 if TYPE_CHECKING:
     from reconciler.applier import ApplyResult
     from reconciler.client import FreePBXClient
     from reconciler.credentials import CredentialsFile
-    from reconciler.models import DesiredState, LiveState
+    from reconciler.models import DesiredExtension, DesiredState, LiveState
     from reconciler.planner import Plan
     from reconciler.saved_plan import SavedPlan
     from reconciler.userman import EmailState
@@ -112,9 +117,46 @@ DebugOption = Annotated[
 ]
 
 
+EXIT_INTERRUPTED = 130
+# Set once apply starts creating, so that an abort knows what it may have left.
+_creations_started = False
+
+
 def main() -> None:
-    """Run the CLI; the console script's entry point."""
-    app(prog_name="reconciler")
+    """Run the CLI; the console script's entry point.
+
+    Typer runs outside its standalone mode because click exits 2 on a usage
+    error, the code that `plan --detailed-exitcode` gives to changes. Here a
+    usage error exits 1.
+    """
+    from typer._click.exceptions import ClickException
+
+    try:
+        code = app(prog_name="reconciler", standalone_mode=False)
+    except ClickException as error:
+        # NOTE: typer 0.29 vendors click and exports no public base class of
+        # its usage errors, hence the private import.
+        error.show()
+        sys.exit(EXIT_ERROR)
+    except typer.Abort:
+        # Ctrl-C or end of input at a confirmation prompt.
+        _report_interrupt()
+        sys.exit(EXIT_ERROR)
+    if code == EXIT_INTERRUPTED:
+        # Typer turns a KeyboardInterrupt that no command caught into exit 130.
+        _report_interrupt()
+    sys.exit(code if isinstance(code, int) else EXIT_OK)
+
+
+def _report_interrupt() -> None:
+    if _creations_started:
+        echo(
+            "Interrupted; some extensions may have been created: run reconciler "
+            "plan to see which.",
+            err=True,
+        )
+    else:
+        echo("Interrupted; nothing was created.", err=True)
 
 
 # --- validate -------------------------------------------------------------------
@@ -188,6 +230,13 @@ def plan(
             "state, for reconciler apply PLAN_FILE.",
         ),
     ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Overwrite the --out file if it exists (never the extensions file).",
+        ),
+    ] = False,
     debug: DebugOption = False,
 ) -> None:
     """Read the PBX once and show what apply would create, drift and the rest.
@@ -196,12 +245,14 @@ def plan(
     """
     from reconciler.desired import load_desired_state
     from reconciler.missing_email import check_creates_have_email
-    from reconciler.saved_plan import write_saved_plan
+    from reconciler.saved_plan import check_out_path, write_saved_plan
 
     _setup_logging(debug)
     if output_format not in PLAN_FORMATS:
         fail(f"invalid --format {output_format!r}; use text, json or markdown")
     with _errors_reported(debug):
+        if out is not None:
+            check_out_path(out, file, force)  # before any request
         desired = load_desired_state(file)
         connection = _ConnectionOptions(
             url, client_id, scope, ca_bundle, connect_timeout, read_timeout, allow_http
@@ -210,9 +261,10 @@ def plan(
             the_plan, live = _compute_plan(settings, desired)
         target = _target_identity(settings, sandbox)
         echo(_render(the_plan, output_format, str(file), target))
-        check_creates_have_email(the_plan, str(file))
+        _warn_secret_sources(the_plan)
+        check_creates_have_email(the_plan, str(file), applying=False)
         if out is not None:
-            write_saved_plan(out, the_plan, file, target, live)
+            write_saved_plan(out, the_plan, file, target, live, force=force)
             echo(
                 f"Saved the plan to {out}; apply it with: reconciler apply {out}",
                 err=True,
@@ -222,6 +274,14 @@ def plan(
 
 
 PLAN_FORMATS = ("text", "json", "markdown")
+
+
+def _warn_secret_sources(the_plan: Plan) -> None:
+    """Warn about the unusable environment secrets that apply would stop at."""
+    from reconciler.credentials import secret_source_problems
+
+    for problem in secret_source_problems(the_plan.creates):
+        echo(f"Warning: {problem}; apply stops before creating anything", err=True)
 
 
 def _render(the_plan: Plan, output_format: str, source: str, target: str) -> str:
@@ -261,7 +321,16 @@ def apply(
             "neither the file nor the PBX changed since."
         ),
     ] = None,
-    file: FileOption = Path("extensions.yaml"),
+    file: Annotated[
+        Path | None,
+        typer.Option(
+            "--file",
+            "-f",
+            help="The desired-state file [default: extensions.yaml]; not with "
+            "PLAN_FILE, which names its own.",
+            show_default=False,
+        ),
+    ] = None,
     yes: Annotated[
         bool, typer.Option("--yes", "-y", help="Apply without asking for confirmation.")
     ] = False,
@@ -312,6 +381,15 @@ def apply(
         fail("apply needs --yes when no terminal can confirm (CI); nothing was sent")
     if reload_timeout <= 0:
         fail("--reload-timeout must be a positive number of seconds")
+    if max_creates is not None and max_creates < 0:
+        fail(f"invalid --max-creates {max_creates}: give 0 or more extensions")
+    if plan_file is not None and file is not None:
+        fail(
+            f"pass either the saved plan {plan_file} or --file {file}, not both: "
+            "the saved plan names the file it was made from"
+        )
+    if file is None:
+        file = Path("extensions.yaml")
     with _errors_reported(debug):
         saved = None
         if plan_file is not None:
@@ -363,6 +441,7 @@ def _apply(settings: ConnectionSettings, run: _ApplyRun) -> ApplyResult | None:
     from reconciler.planner import compute_plan
     from reconciler.render import render_apply_result, render_create, render_plan
     from reconciler.saved_plan import check_live_unchanged
+    from reconciler.scopes import check_apply_scopes
     from reconciler.userman import read_email_state
 
     with FreePBXClient(settings) as client:
@@ -378,10 +457,13 @@ def _apply(settings: ConnectionSettings, run: _ApplyRun) -> ApplyResult | None:
         )
         check_creates_have_email(the_plan, str(run.file))
         check_secret_sources(the_plan.creates)
+        check_apply_scopes(client)
         count = _plural(len(the_plan.creates), "extension")
         if not run.yes and not typer.confirm(f"Create {count}?", err=True):
             fail("apply cancelled; nothing was created")
 
+        global _creations_started
+        _creations_started = True
         with (
             _stop_on_interrupt() as stop,
             _credentials_file(run.credentials_out) as credentials,
@@ -391,7 +473,8 @@ def _apply(settings: ConnectionSettings, run: _ApplyRun) -> ApplyResult | None:
                 credentials=credentials,
                 on_create=lambda done, total, r: echo(render_create(done, total, r)),
                 on_reload=echo,
-                stop_requested=stop,
+                stop_requested=stop.requested,
+                on_send=stop.track,
             )
             result = apply_plan(client, the_plan, options)
     echo(_colourize(render_apply_result(result)))
@@ -610,10 +693,16 @@ def sandbox(
     It prints its URL and client credentials. Example: reconciler sandbox --port 8080
     """
     from reconciler.sandbox.faults import InvalidFault, faults_from_options
-    from reconciler.sandbox.server import SandboxServer, serve_forever
+    from reconciler.sandbox.server import (
+        SandboxServer,
+        SandboxStartError,
+        serve_forever,
+    )
 
     if freepbx_version not in (16, 17):
         fail("--freepbx-version must be 16 or 17")
+    if not 0 <= port <= 65535:
+        fail(f"invalid --port {port}: give 1 to 65535, or 0 to pick a free port")
     if (tls_cert is None) != (tls_key is None):
         fail("--tls-cert and --tls-key go together; pass both or neither")
     try:
@@ -635,15 +724,18 @@ def sandbox(
         for option in fault or []:
             typer.echo(f"Fault: {option}")
 
-    serve_forever(
-        state_file,
-        freepbx_version=freepbx_version,
-        port=port,
-        reload_seconds=reload_seconds,
-        on_ready=announce,
-        faults=faults,
-        tls_files=(tls_cert, tls_key) if tls_cert and tls_key else None,
-    )
+    try:
+        serve_forever(
+            state_file,
+            freepbx_version=freepbx_version,
+            port=port,
+            reload_seconds=reload_seconds,
+            on_ready=announce,
+            faults=faults,
+            tls_files=(tls_cert, tls_key) if tls_cert and tls_key else None,
+        )
+    except SandboxStartError as error:
+        fail(str(error))
 
 
 # --- shared helpers ---------------------------------------------------------------
@@ -699,9 +791,15 @@ def _connection(
     if not sandbox:
         yield options.settings()
         return
-    from reconciler.sandbox.server import SandboxServer
+    from reconciler.sandbox.server import SandboxServer, SandboxStartError
 
-    with SandboxServer(Path.cwd() / SANDBOX_STATE_FILE) as server:
+    # build_settings checks the timeouts of a real PBX; the sandbox needs them too.
+    check_timeouts(options.connect_timeout, options.read_timeout)
+    try:
+        server = SandboxServer(Path.cwd() / SANDBOX_STATE_FILE)
+    except SandboxStartError as error:
+        raise ReconcilerError(str(error)) from None
+    with server:
         yield ConnectionSettings(
             url=server.url,
             client_id=server.client_id,
@@ -742,26 +840,58 @@ def _credentials_file(path: Path | None) -> Iterator[CredentialsFile | None]:
         yield credentials
 
 
+class _StopRequest:
+    """Signals that ask apply to stop, and the extension whose request is in flight."""
+
+    def __init__(self) -> None:
+        self.signals = 0
+        self.in_flight: DesiredExtension | None = None
+
+    def requested(self) -> bool:
+        return self.signals > 0
+
+    def track(self, extension: DesiredExtension | None) -> None:
+        self.in_flight = extension
+
+    def handle(self, signum: int, frame: FrameType | None) -> None:
+        self.signals += 1
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        if self.signals == 1:
+            echo(
+                f"{name}: stopping after the request in flight (a second Ctrl-C or "
+                "SIGTERM aborts now)...",
+                err=True,
+            )
+            return
+        in_flight = self.in_flight
+        if in_flight is not None:
+            echo(
+                f"Aborted ({name}) while the request for extension "
+                f"{in_flight.extension} was in flight: its outcome is unknown. Its "
+                "secrets are in the credentials file as unconfirmed, if one was "
+                "named; run reconciler plan to see whether FreePBX created it.",
+                err=True,
+            )
+        raise KeyboardInterrupt
+
+
 @contextmanager
-def _stop_on_interrupt() -> Iterator[Callable[[], bool]]:
-    """Turn the first Ctrl-C into a request to stop after the request in flight."""
-    requested = False
+def _stop_on_interrupt() -> Iterator[_StopRequest]:
+    """Stop apply after the request in flight at the first Ctrl-C or SIGTERM.
 
-    def handle(signum: int, frame: FrameType | None) -> None:
-        nonlocal requested
-        if requested:
-            raise KeyboardInterrupt
-        requested = True
-        echo(
-            "Stopping after the request in flight (Ctrl-C again to abort now)...",
-            err=True,
-        )
-
-    previous = signal.signal(signal.SIGINT, handle)
+    CI runners stop a job with SIGTERM, so it gets the same full report. A
+    second signal aborts at once.
+    """
+    stop = _StopRequest()
+    previous = {
+        signum: signal.signal(signum, stop.handle)
+        for signum in (signal.SIGINT, signal.SIGTERM)
+    }
     try:
-        yield lambda: requested
+        yield stop
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _setup_logging(debug: bool) -> None:

@@ -123,7 +123,10 @@ def test_race_leaves_duplicates_reported(
         monkeypatch.setenv("FREEPBX_CLIENT_ID", server.client_id)
         monkeypatch.setenv("FREEPBX_CLIENT_SECRET", server.client_secret)
         server.faults = Faults()
-        plan = run_cli("plan", "-f", str(path), "--allow-http")
+        plan = run_cli("plan", "-f", str(path), "--allow-http", "--detailed-exitcode")
+        markdown = run_cli(
+            "plan", "-f", str(path), "--allow-http", "--format", "markdown"
+        )
 
     assert [e.extension for e in live.extensions] == ["4001", "4001"]
     assert live.duplicates == ("4001",)
@@ -142,9 +145,17 @@ def test_race_leaves_duplicates_reported(
         "'PRIMARY'; a re-read lists the extension" in output
         for output in outputs
     )
-    assert plan.exit_code == 0
+    # A duplicate needs a person to repair it, so it counts as a change.
+    assert plan.exit_code == 2
     assert "Warning: FreePBX lists these extensions more than once: 4001." in (
         plan.stdout
+    )
+    assert "Plan: 0 to create, 0 drifted, 0 unmanaged, 1 in sync, 1 listed twice." in (
+        plan.stdout
+    )
+    assert markdown.stdout.startswith(
+        "#### reconciler plan: 0 to create, 0 drifted, 0 unmanaged, 1 in sync, "
+        "1 listed twice\n"
     )
 
 
@@ -166,8 +177,11 @@ def test_apply_waits_for_running_reload(
         ops = operations(server)
 
     assert result.exit_code == 0, result.stdout
-    assert "another apply config is running; waiting to start ours" in result.stdout
-    assert "apply config started again (transaction " in result.stdout
+    assert "another apply config is running, so transaction 2 could not start;" in (
+        result.stdout
+    )
+    assert "Apply config: started (transaction 2)" not in result.stdout
+    assert "Apply config: started (transaction " in result.stdout
     assert "Apply: 4 created, 0 already present, 0 failed, 0 not attempted; " in (
         result.stdout
     )

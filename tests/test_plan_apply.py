@@ -182,11 +182,13 @@ def test_credentials_file_mode_and_content(
     assert target.stat().st_mode & 0o777 == 0o600
     rows = target.read_text(encoding="utf-8").splitlines()
     assert rows[0] == (
-        "extension,name,email,voicemail_pin,user_manager_username,user_manager_password"
+        "extension,name,email,voicemail_pin,user_manager_username,"
+        "user_manager_password,status"
     )
     assert len(rows) == 3
     fields = rows[1].split(",")
     assert fields[0] == "4001"
+    assert fields[6] == "created"
     assert fields[3].isdigit() and len(fields[3]) == 6
     assert len(fields[5]) == 20
     assert fields[3] not in out + err
@@ -215,7 +217,7 @@ def test_max_creates_guard(pbx_env: SandboxServer) -> None:
 def test_env_secret_missing_stops_before_writes(
     pbx_env: SandboxServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.delenv("PIN_4001", raising=False)
+    monkeypatch.delenv("RECONCILER_SECRET_PIN_4001", raising=False)
     path = write_yaml(
         tmp_path,
         """version: 1
@@ -223,14 +225,14 @@ extensions:
   - extension: "4001"
     name: Ann
     email: ann@example.com
-    voicemail: {pin: {env: PIN_4001}}
+    voicemail: {pin: {env: RECONCILER_SECRET_PIN_4001}}
 """,
     )
     code, _, err = apply(path)
     assert code == 1
     assert (
-        "extension 4001: the voicemail PIN comes from $PIN_4001, which is not set"
-        in err
+        "extension 4001: the voicemail PIN comes from $RECONCILER_SECRET_PIN_4001, "
+        "which is not set" in err
     )
     assert "addExtension" not in operations(pbx_env)
 

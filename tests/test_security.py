@@ -27,8 +27,8 @@ extensions:
   - extension: "4003"
     name: Cid Cole
     email: cid@example.com
-    voicemail: {pin: {env: PIN_4003}}
-    user_manager: {password: {env: PASSWORD_4003}}
+    voicemail: {pin: {env: RECONCILER_SECRET_PIN_4003}}
+    user_manager: {password: {env: RECONCILER_SECRET_PASSWORD_4003}}
 """
 ENV_PIN = "7391648"
 ENV_PASSWORD = "Zq8unique4003Passwd"
@@ -120,6 +120,50 @@ def test_tls_verified_by_default(https_pbx: SandboxServer, tmp_path: Path) -> No
     assert https_pbx.requests == []
 
 
+def test_tls_host_name_mismatch_reported(
+    https_pbx: SandboxServer, tmp_path: Path, tls_files: TlsFiles
+) -> None:
+    # The certificate names 127.0.0.1 only, so "localhost" does not match it.
+    url = https_pbx.url.replace("127.0.0.1", "localhost")
+    path = write_yaml(tmp_path, THREE)
+    result = run_cli(
+        "plan", "-f", str(path), "--url", url, "--ca-bundle", str(tls_files.ca)
+    )
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[-1] == (
+        f"Error: token request to {url}/admin/api/api/token failed: TLS certificate "
+        "does not match the host name of the URL; use the name or address the "
+        "certificate was issued for"
+    )
+
+
+def test_https_to_plain_server_reported(pbx_env: SandboxServer, tmp_path: Path) -> None:
+    url = pbx_env.url.replace("http://", "https://")
+    result = run_cli("plan", "-f", str(write_yaml(tmp_path, THREE)), "--url", url)
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[-1] == (
+        f"Error: token request to {url}/admin/api/api/token failed: the server "
+        "closed the connection during the TLS handshake; check that it serves "
+        "HTTPS on this port, or use http:// with --allow-http if it serves plain "
+        "HTTP"
+    )
+
+
+def test_ca_bundle_not_pem_reported(https_pbx: SandboxServer, tmp_path: Path) -> None:
+    bundle = tmp_path / "bundle.txt"
+    bundle.write_text("not a certificate\n", encoding="utf-8")
+    path = write_yaml(tmp_path, THREE)
+    result = run_cli("plan", "-f", str(path), "--ca-bundle", str(bundle), "--debug")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[-1].endswith(
+        "failed: the CA bundle (--ca-bundle, FREEPBX_CA_BUNDLE) holds no usable "
+        "certificate; give a PEM file of CA certificates"
+    )
+    # --debug shows the library's own reason.
+    assert "network failure: SSLError: " in result.stderr
+    assert "NO_CERTIFICATE_OR_CRL_FOUND" in result.stderr
+
+
 def test_ca_bundle_trusts_private_ca(
     https_pbx: SandboxServer, tmp_path: Path, tls_files: TlsFiles
 ) -> None:
@@ -163,8 +207,8 @@ def test_plain_http_needs_flag(pbx_env: SandboxServer, tmp_path: Path) -> None:
 def test_no_secret_in_any_output(
     pbx_env: SandboxServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("PIN_4003", ENV_PIN)
-    monkeypatch.setenv("PASSWORD_4003", ENV_PASSWORD)
+    monkeypatch.setenv("RECONCILER_SECRET_PIN_4003", ENV_PIN)
+    monkeypatch.setenv("RECONCILER_SECRET_PASSWORD_4003", ENV_PASSWORD)
     monkeypatch.setattr("reconciler.client.READ_BACKOFF_SECONDS", 0.01)
     path = write_yaml(tmp_path, THREE)
     texts: list[tuple[str, str]] = []
@@ -271,8 +315,8 @@ def test_credentials_file_not_through_symlink(
     pbx_env: SandboxServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A planted link must not make apply write the secrets somewhere else.
-    monkeypatch.setenv("PIN_4003", ENV_PIN)
-    monkeypatch.setenv("PASSWORD_4003", ENV_PASSWORD)
+    monkeypatch.setenv("RECONCILER_SECRET_PIN_4003", ENV_PIN)
+    monkeypatch.setenv("RECONCILER_SECRET_PASSWORD_4003", ENV_PASSWORD)
     target = tmp_path / "elsewhere.csv"
     link = tmp_path / "new-hires.csv"
     link.symlink_to(target)

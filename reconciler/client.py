@@ -578,5 +578,3 @@ def _tls_reason(text: str) -> str:
         )
     return "TLS handshake failed (run with --debug for the cause)"
 
-
-ProgressCallback = Callable[[int, int], None]

@@ -406,10 +406,26 @@ def _write_validated(draft: Draft, new_text: str, number: str) -> None:
             raise _invalid_result(draft, error) from None
         _check_added(draft, state, number)
         os.chmod(temporary, mode)
+        _check_unchanged(draft, target)
         os.replace(temporary, target)
     finally:
         if os.path.exists(temporary):
             os.unlink(temporary)
+
+
+def _check_unchanged(draft: Draft, target: Path) -> None:
+    """Raise NewHireError when the file changed since add read it.
+
+    Reading the PBX can take seconds, and another add or an editor may write
+    the file meanwhile; replacing it then would lose that change.
+    NOTE: a write between this check and the rename is still lost; the
+    window is one stat and one read long.
+    """
+    if target.read_bytes() != draft.text.encode("utf-8"):
+        raise NewHireError(
+            f"{draft.path} changed while add ran (another add or an editor?), so "
+            "it is unchanged by this add; run reconciler add again"
+        )
 
 
 def _invalid_result(draft: Draft, error: InvalidDesiredState) -> NewHireError:

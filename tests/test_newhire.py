@@ -9,6 +9,7 @@ import pytest
 import yaml
 from conftest import operations, run_cli, write_yaml
 
+import reconciler.cli as cli_module
 from reconciler.sandbox.server import SandboxServer
 
 ROOT = Path(__file__).parent.parent
@@ -342,3 +343,30 @@ def test_pre_commit_hook_definition() -> None:
         assert pattern.search(name), name
     for name in ("schema/extensions.schema.json", "other.yaml", "extensions.yaml.bak"):
         assert not pattern.search(name), name
+
+
+def test_add_rejects_file_changed_meanwhile(
+    pbx_env: SandboxServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another writer appends an entry while add reads the PBX.
+    path = write_yaml(
+        tmp_path,
+        "version: 1\nnumbering: {range: 4000-4999}\nextensions:\n"
+        '  - {extension: "4000", name: Ann, email: ann@example.com}\n',
+    )
+    manual = '  - {extension: "4050", name: Manual, email: m@example.com}\n'
+    real_read = cli_module._read_live_state
+
+    def read_then_edit(settings: object) -> object:
+        live = real_read(settings)  # type: ignore[arg-type]
+        with path.open("a", encoding="utf-8") as file:
+            file.write(manual)
+        return live
+
+    monkeypatch.setattr(cli_module, "_read_live_state", read_then_edit)
+    result = run_cli(
+        "add", "-f", str(path), "--allow-http", "--name", "Bob", "--email", "b@x.io"
+    )
+    assert result.exit_code == 1
+    assert "changed while add ran" in result.stderr
+    assert path.read_text(encoding="utf-8").endswith(manual)

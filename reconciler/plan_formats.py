@@ -11,6 +11,7 @@ from typing import Any
 
 from reconciler.models import DesiredExtension, SecretSource
 from reconciler.planner import Plan
+from reconciler.yamlfile import escape_hidden
 
 PLAN_FORMAT_VERSION = 1
 
@@ -153,12 +154,14 @@ def _row(action: str, extension: str, name: str, details: str) -> str:
 
 
 def _cell(text: str) -> str:
-    # A pipe ends a cell, and a newline ends the table; backslash-escape the
-    # characters Markdown would read as formatting.
-    escaped = text.replace("\\", "\\\\").replace("|", "\\|")
+    # A newline ends the table and a pipe ends a cell: flatten whitespace,
+    # escape other control characters (names come from the PBX), and
+    # backslash-escape the characters Markdown would read as formatting.
+    escaped = escape_hidden(" ".join(text.split()))
+    escaped = escaped.replace("\\", "\\\\").replace("|", "\\|")
     for char in "*_`[]<>#":
         escaped = escaped.replace(char, "\\" + char)
-    return " ".join(escaped.split())
+    return escaped
 
 
 def _code(text: str) -> str:

@@ -8,6 +8,7 @@ from reconciler.applier import ApplyResult, CreateResult, ReloadResult
 from reconciler.models import DesiredExtension
 from reconciler.plan_formats import summary_counts
 from reconciler.planner import Plan
+from reconciler.yamlfile import escape_hidden
 
 ADDITIONS_ONLY_NOTE = (
     "  Drift is reported only: apply creates missing extensions and never changes "
@@ -90,7 +91,7 @@ def _drift_section(plan: Plan) -> list[str]:
         lines.append(f"  ~ {drift.desired.extension}  {drift.desired.name}")
         for field in drift.fields:
             lines.append(
-                f"      {field.field}: live {_value(field.live)}, "
+                f"      {field.field}: live {_value(_from_pbx(field.live))}, "
                 f"file {_value(field.desired)}"
             )
     return [*lines, ADDITIONS_ONLY_NOTE, ""]
@@ -114,14 +115,17 @@ def _unmanaged_section(plan: Plan) -> list[str]:
         f"Unmanaged ({len(plan.unmanaged)}, on the PBX but not in the file; "
         "left alone):"
     ]
-    lines += [f"  ? {live.extension}  {live.name}" for live in plan.unmanaged]
+    lines += [
+        f"  ? {_from_pbx(live.extension)}  {_from_pbx(live.name)}"
+        for live in plan.unmanaged
+    ]
     return [*lines, ""]
 
 
 def _duplicates_section(plan: Plan) -> list[str]:
     if not plan.duplicates:
         return []
-    numbers = ", ".join(plan.duplicates)
+    numbers = ", ".join(escape_hidden(number) for number in plan.duplicates)
     return [
         f"Warning: FreePBX lists these extensions more than once: {numbers}. Two "
         "clients added the same number at the same moment; delete and re-create it "
@@ -134,7 +138,7 @@ def render_create(done: int, total: int, result: CreateResult) -> str:
     extension = result.extension
     text = f"[{done}/{total}] {extension.extension} {extension.name}: {result.status}"
     if result.status != "created" and result.message:
-        text += f" ({result.message})"
+        text += f" ({escape_hidden(result.message)})"
     return text
 
 
@@ -182,7 +186,8 @@ def _results_section(
     lines = [f"{title} ({count}):"]
     for r in results:
         line = f"  {marker} {r.extension.extension}  {r.extension.name}"
-        lines.append(f"{line}: {r.message}" if with_message else line)
+        message = escape_hidden(r.message)
+        lines.append(f"{line}: {message}" if with_message else line)
     return lines
 
 
@@ -216,6 +221,17 @@ def _verification_lines(result: ApplyResult) -> list[str]:
         return []
     lines = [f"Not converged ({len(result.not_converged)}):"]
     lines += [
-        f"  ! {e.extension}  {e.name}: {reason}" for e, reason in result.not_converged
+        f"  ! {e.extension}  {e.name}: {escape_hidden(reason)}"
+        for e, reason in result.not_converged
     ]
     return lines
+
+
+def _from_pbx(value: str | bool) -> str | bool:
+    """Escape control characters of a value read from the PBX.
+
+    Anyone who can edit a name in FreePBX's web interface could otherwise
+    write a line break or a terminal escape sequence into a CI log, and forge
+    plan lines there.
+    """
+    return escape_hidden(value) if isinstance(value, str) else value

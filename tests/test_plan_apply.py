@@ -249,3 +249,38 @@ def test_sandbox_flag_runs_in_working_dir(
     assert second.exit_code == 0
     assert "13 in sync" in second.stdout
     assert (tmp_path / ".reconciler-sandbox.sqlite3").exists()
+
+
+def test_live_control_characters_escaped(
+    pbx_env: SandboxServer, tmp_path: Path
+) -> None:
+    # A name edited in FreePBX's web interface must not forge lines in a CI log.
+    from reconciler import pbx as freepbx
+    from reconciler.client import FreePBXClient
+    from reconciler.models import DesiredExtension
+    from reconciler.settings import ConnectionSettings
+
+    settings = ConnectionSettings(
+        url=pbx_env.url,
+        client_id=pbx_env.client_id,
+        client_secret=pbx_env.client_secret,
+    )
+    hostile = DesiredExtension(
+        extension="9000",
+        name="Evil\x1b]0;pwned\x07\nPlan: 0 to create",
+        email="e@example.com",
+        voicemail=False,
+        user_manager=False,
+    )
+    secrets = freepbx.ExtensionSecrets(voicemail_pin=None, user_manager_password=None)
+    with FreePBXClient(settings) as client:
+        freepbx.add_extension(client, hostile, secrets)
+    for output_format in ("text", "markdown"):
+        result = run_cli(
+            "plan", "-f", str(EXAMPLE), "--allow-http", "--format", output_format
+        )
+        assert "\x1b" not in result.stdout
+        assert "\x07" not in result.stdout
+        assert "\nPlan: 0 to create" not in result.stdout
+    text = run_cli("plan", "-f", str(EXAMPLE), "--allow-http").stdout
+    assert "  ? 9000  Evil\\u001b]0;pwned\\u0007\\u000aPlan: 0 to create" in text

@@ -8,6 +8,7 @@ commands so that `reconciler validate` starts fast enough for a pre-commit hook.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import signal
 import sys
@@ -379,8 +380,11 @@ def apply(
     _setup_logging(debug)
     if not yes and not sys.stdin.isatty():
         fail("apply needs --yes when no terminal can confirm (CI); nothing was sent")
-    if reload_timeout <= 0:
-        fail("--reload-timeout must be a positive number of seconds")
+    if not math.isfinite(reload_timeout) or reload_timeout <= 0:
+        fail(
+            f"invalid --reload-timeout {reload_timeout}: give a positive number "
+            "of seconds"
+        )
     if max_creates is not None and max_creates < 0:
         fail(f"invalid --max-creates {max_creates}: give 0 or more extensions")
     if plan_file is not None and file is not None:
@@ -793,6 +797,12 @@ def _connection(
         return
     from reconciler.sandbox.server import SandboxServer, SandboxStartError
 
+    if options.url:
+        log.warning(
+            "--sandbox: ignoring the PBX URL %s (from --url or FREEPBX_URL); "
+            "this run uses the sandbox",
+            options.url,
+        )
     # build_settings checks the timeouts of a real PBX; the sandbox needs them too.
     check_timeouts(options.connect_timeout, options.read_timeout)
     try:

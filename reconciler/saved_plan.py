@@ -136,6 +136,10 @@ def read_saved_plan(path: Path) -> SavedPlan:
         raise ReconcilerError(f"saved plan {path} not found") from None
     except (OSError, ValueError) as error:
         raise ReconcilerError(f"cannot read saved plan {path}: {error}") from None
+    except RecursionError:
+        raise ReconcilerError(
+            f"cannot read saved plan {path}: its JSON nests too deeply"
+        ) from None
     if not isinstance(document, dict) or document.get("kind") != SAVED_PLAN_KIND:
         raise ReconcilerError(
             f"{path} is not a saved plan; make one with reconciler plan --out {path}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from conftest import operations, run_cli, write_yaml
 
 from reconciler.sandbox.server import SandboxServer
@@ -143,3 +144,34 @@ def test_saved_plan_not_a_plan(tmp_path: Path) -> None:
     result = run_cli("apply", str(bogus), "--yes")
     assert result.exit_code == 1
     assert f"{bogus} is not a saved plan" in result.stderr
+
+
+def test_saved_plan_deeply_nested(tmp_path: Path) -> None:
+    bogus = tmp_path / "plan.json"
+    bogus.write_text("[" * 100_000, encoding="utf-8")
+    result = run_cli("apply", str(bogus), "--yes")
+    assert result.exit_code == 1
+    assert f"cannot read saved plan {bogus}: its JSON nests too deeply" in result.stderr
+
+
+def test_reload_timeout_not_a_number(pbx_env: SandboxServer, tmp_path: Path) -> None:
+    path = write_yaml(tmp_path, FILE)
+    for value in ("nan", "inf"):
+        result = run_cli(
+            "apply", "-f", str(path), "--allow-http", "--yes", "--reload-timeout", value
+        )
+        assert result.exit_code == 1
+        assert "invalid --reload-timeout" in result.stderr
+    assert pbx_env.requests == []
+
+
+def test_sandbox_warns_about_ignored_url(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    path = write_yaml(tmp_path, FILE)
+    result = run_cli(
+        "plan", "--sandbox", "-f", str(path), "--url", "https://pbx.invalid"
+    )
+    assert result.exit_code == 0
+    assert "--sandbox: ignoring the PBX URL https://pbx.invalid" in result.stderr

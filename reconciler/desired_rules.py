@@ -17,6 +17,9 @@ from reconciler.yamlfile import JsonPath, ParsedYaml
 
 TEMPLATE_FIELDS = frozenset({"name", "extension"})
 MAX_OUTBOUND_CID = 50
+# A template may be longer than the caller ID it expands to ("{extension}" is
+# 11 characters for 4 digits); the schema holds it to this many.
+MAX_TEMPLATE = 200
 EXTENSION_NUMBER = re.compile(r"[0-9]{1,20}")
 # U+200D ZERO WIDTH JOINER is a format character, but emoji sequences such as
 # a family or a flag with a modifier need it, so names may contain it.
@@ -115,7 +118,7 @@ def _checked_template(
     if message is not None:
         problem = Problem(name, line, column, f"defaults.outbound_cid: {message}")
         return None, [problem]
-    if len(template) > MAX_OUTBOUND_CID:
+    if len(template) > MAX_TEMPLATE:
         return None, []  # the schema reports its length
     return template, []
 
@@ -216,7 +219,7 @@ def _expanded_cid_problems(
     where = field_name(cid_path)
     own = entry.get("outbound_cid")
     if "outbound_cid" in entry:
-        if not isinstance(own, str) or len(own) > MAX_OUTBOUND_CID:
+        if not isinstance(own, str) or len(own) > MAX_TEMPLATE:
             return []  # the schema reports its type or length
         message = _template_message(own)
         if message is not None:
@@ -230,13 +233,24 @@ def _expanded_cid_problems(
     expanded = expand_template(template, {"name": person, "extension": number})
     if len(expanded) <= MAX_OUTBOUND_CID:
         return []
+    line, column = parsed.position(cid_path)
+    if own is not None and expanded == own:
+        # No placeholder: say it plainly, without "expands".
+        return [
+            Problem(
+                name,
+                line,
+                column,
+                f"{where}: is {len(own)} characters long; FreePBX stores at most "
+                f"{MAX_OUTBOUND_CID}",
+            )
+        ]
     if own is None:
         source = "defaults.outbound_cid expands"
         fix = "shorten the template or set outbound_cid on this entry"
     else:
         source = "expands"
         fix = "shorten it"
-    line, column = parsed.position(cid_path)
     return [
         Problem(
             name,

@@ -171,3 +171,18 @@ def test_fast_path_matches_full_cli(tmp_path: Path) -> None:
         assert fast.returncode == full.exit_code
         assert fast.stdout == full.stdout
         assert fast.stderr == full.stderr
+
+
+def test_long_template_expanding_short_valid(tmp_path: Path) -> None:
+    # 59 characters of template, 24 once expanded.
+    path = write_yaml(
+        tmp_path,
+        """version: 1
+defaults:
+  outbound_cid: '{extension} {extension} {extension} {extension} {extension}'
+extensions:
+  - {extension: "4001", name: Ann, email: ann@example.com}
+""",
+    )
+    result = run_cli("validate", "-f", str(path))
+    assert result.exit_code == 0, result.stderr

@@ -577,4 +577,3 @@ def _tls_reason(text: str) -> str:
             "certificate; give a PEM file of CA certificates"
         )
     return "TLS handshake failed (run with --debug for the cause)"
-

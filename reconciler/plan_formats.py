@@ -14,6 +14,8 @@ from reconciler.planner import Plan
 from reconciler.yamlfile import escape_hidden
 
 PLAN_FORMAT_VERSION = 1
+# U+200D joins emoji sequences (a family, a flag), which names may contain.
+EMOJI_JOINER = frozenset({"\u200d"})
 
 
 def plan_to_dict(plan: Plan, source: str, target: str) -> dict[str, Any]:
@@ -157,7 +159,7 @@ def _cell(text: str) -> str:
     # A newline ends the table and a pipe ends a cell: flatten whitespace,
     # escape other control characters (names come from the PBX), and
     # backslash-escape the characters Markdown would read as formatting.
-    escaped = escape_hidden(" ".join(text.split()))
+    escaped = escape_hidden(" ".join(text.split()), keep=EMOJI_JOINER)
     escaped = escaped.replace("\\", "\\\\").replace("|", "\\|")
     for char in "*_`[]<>#":
         escaped = escaped.replace(char, "\\" + char)

@@ -6,7 +6,7 @@ import json
 
 from reconciler.applier import ApplyResult, CreateResult, ReloadResult
 from reconciler.models import DesiredExtension
-from reconciler.plan_formats import summary_counts
+from reconciler.plan_formats import EMOJI_JOINER, summary_counts
 from reconciler.planner import Plan
 from reconciler.yamlfile import escape_hidden
 
@@ -234,4 +234,6 @@ def _from_pbx(value: str | bool) -> str | bool:
     write a line break or a terminal escape sequence into a CI log, and forge
     plan lines there.
     """
-    return escape_hidden(value) if isinstance(value, str) else value
+    if isinstance(value, str):
+        return escape_hidden(value, keep=EMOJI_JOINER)
+    return value

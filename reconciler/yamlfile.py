@@ -307,13 +307,16 @@ def _short_tag(tag: str) -> str:
     return tag
 
 
-def escape_hidden(text: str) -> str:
+def escape_hidden(text: str, keep: frozenset[str] = frozenset()) -> str:
     """Return ``text`` with control and invisible format characters escaped.
 
     Messages quote values from the file; an escape sequence or a right-to-left
     override written to a terminal as is would hide or rewrite the message.
+    Characters in ``keep`` stay as they are.
     """
-    return "".join(f"\\u{ord(c):04x}" if _is_hidden(c) else c for c in text)
+    return "".join(
+        f"\\u{ord(c):04x}" if _is_hidden(c) and c not in keep else c for c in text
+    )
 
 
 def _is_hidden(character: str) -> bool:

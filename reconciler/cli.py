@@ -54,6 +54,30 @@ app = typer.Typer(
     help="FreePBX extensions as code: validate, plan and apply extensions.yaml.",
 )
 
+
+def _print_version(value: bool) -> None:
+    if value:
+        from reconciler import __version__
+
+        typer.echo(f"reconciler {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """FreePBX extensions as code: validate, plan and apply extensions.yaml."""
+
+
 FileOption = Annotated[
     Path, typer.Option("--file", "-f", help="The desired-state file.")
 ]

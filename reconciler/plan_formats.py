@@ -117,19 +117,21 @@ def render_markdown(plan: Plan, source: str, target: str) -> str:
         ]
     else:
         lines += ["Nothing to create and no drift.", ""]
+    # Each note is a paragraph of its own: Markdown joins adjacent lines.
     if plan.drifts:
-        lines.append(
+        lines += [
             "Drift is reported only: apply creates missing extensions and never "
-            "changes existing ones."
-        )
+            "changes existing ones.",
+            "",
+        ]
     if plan.creates:
-        lines.append(
-            "Not compared (cannot be read back): " + ", ".join(plan.not_compared) + "."
-        )
+        not_compared = ", ".join(plan.not_compared)
+        lines += [f"Not compared (cannot be read back): {not_compared}.", ""]
     if plan.emails_unchecked:
-        lines.append(f"Email not checked: {plan.email_unchecked_reason}.")
+        lines += [f"Email not checked: {plan.email_unchecked_reason}.", ""]
     if plan.duplicates:
-        lines.append("**Listed twice by FreePBX:** " + ", ".join(plan.duplicates) + ".")
+        numbers = ", ".join(_cell(number) for number in plan.duplicates)
+        lines += [f"**Listed twice by FreePBX:** {numbers}.", ""]
     return "\n".join(lines).rstrip() + "\n"
 
 

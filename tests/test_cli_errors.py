@@ -333,3 +333,11 @@ def test_quoted_long_group_id(in_tmp: Path) -> None:
         in result.stderr
     )
     assert "in quotes" not in result.stderr
+
+
+def test_version_option() -> None:
+    from reconciler import __version__
+
+    result = run_cli("--version")
+    assert result.exit_code == 0
+    assert result.stdout == f"reconciler {__version__}\n"

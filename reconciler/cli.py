@@ -733,6 +733,8 @@ def sandbox(
         fail(f"invalid --port {port}: give 1 to 65535, or 0 to pick a free port")
     if (tls_cert is None) != (tls_key is None):
         fail("--tls-cert and --tls-key go together; pass both or neither")
+    if not math.isfinite(reload_seconds) or reload_seconds < 0:
+        fail(f"invalid --reload-seconds {reload_seconds}: give 0 or more seconds")
     try:
         faults = faults_from_options(fault or [])
     except InvalidFault as error:

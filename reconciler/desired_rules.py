@@ -231,9 +231,23 @@ def _expanded_cid_problems(
     if template is None or not isinstance(person, str) or number is None:
         return []
     expanded = expand_template(template, {"name": person, "extension": number})
+    line, column = parsed.position(cid_path)
+    if '"{name}"' in template and '"' in person:
+        # The name's own quote would end the caller ID's quoted display name.
+        source = "defaults.outbound_cid" if own is None else "the template"
+        return [
+            Problem(
+                name,
+                line,
+                column,
+                f"{where}: {source} puts the name in double quotes, but the name "
+                f"'{shown(person)}' contains one, which gives the malformed caller "
+                f"ID '{shown(expanded)}'; set an outbound_cid without it on this "
+                "entry",
+            )
+        ]
     if len(expanded) <= MAX_OUTBOUND_CID:
         return []
-    line, column = parsed.position(cid_path)
     if own is not None and expanded == own:
         # No placeholder: say it plainly, without "expands".
         return [

@@ -144,21 +144,33 @@ def read_saved_plan(path: Path) -> SavedPlan:
         raise ReconcilerError(
             f"{path} is not a saved plan; make one with reconciler plan --out {path}"
         )
-    if document.get("format_version") != PLAN_FORMAT_VERSION:
+    version = document.get("format_version")
+    # json reads true as a bool, which Python also counts as the int 1.
+    if type(version) is not int or version != PLAN_FORMAT_VERSION:
         raise ReconcilerError(
-            f"{path} has plan format {document.get('format_version')}; this "
-            f"reconciler reads format {PLAN_FORMAT_VERSION}"
+            f"{path} has plan format {json.dumps(version)}; this reconciler reads "
+            f"format {PLAN_FORMAT_VERSION}"
         )
-    try:
-        return SavedPlan(
-            desired_path=str(document["desired_path"]),
-            target=str(document["target"]),
-            desired_fingerprint=str(document["fingerprints"]["desired_file"]),
-            live_fingerprint=str(document["fingerprints"]["live_state"]),
-            plan=document["plan"],
+    fingerprints = document.get("fingerprints")
+    fields = (
+        document.get("desired_path"),
+        document.get("target"),
+        fingerprints.get("desired_file") if isinstance(fingerprints, dict) else None,
+        fingerprints.get("live_state") if isinstance(fingerprints, dict) else None,
+    )
+    if not all(isinstance(value, str) and value for value in fields):
+        raise ReconcilerError(
+            f"saved plan {path} is incomplete or was edited; make a new one with "
+            "reconciler plan --out"
         )
-    except (KeyError, TypeError):
-        raise ReconcilerError(f"saved plan {path} is incomplete") from None
+    desired_path, target, desired_fingerprint, live_fingerprint = fields
+    return SavedPlan(
+        desired_path=str(desired_path),
+        target=str(target),
+        desired_fingerprint=str(desired_fingerprint),
+        live_fingerprint=str(live_fingerprint),
+        plan=document.get("plan") or {},
+    )
 
 
 def check_desired_unchanged(saved: SavedPlan, plan_path: Path) -> None:

@@ -175,3 +175,24 @@ def test_sandbox_warns_about_ignored_url(
     )
     assert result.exit_code == 0
     assert "--sandbox: ignoring the PBX URL https://pbx.invalid" in result.stderr
+
+
+def test_saved_plan_fields_of_wrong_type(
+    pbx_env: SandboxServer, tmp_path: Path
+) -> None:
+    path = write_yaml(tmp_path, FILE)
+    saved = tmp_path / "plan.json"
+    run_cli("plan", "-f", str(path), "--allow-http", "--out", str(saved))
+    good = json.loads(saved.read_text(encoding="utf-8"))
+    cases = [
+        ({"format_version": "1"}, 'has plan format "1"'),
+        ({"format_version": True}, "has plan format true"),
+        ({"desired_path": None}, "is incomplete or was edited"),
+        ({"fingerprints": "x"}, "is incomplete or was edited"),
+    ]
+    for change, message in cases:
+        saved.write_text(json.dumps({**good, **change}), encoding="utf-8")
+        result = run_cli("apply", str(saved), "--allow-http", "--yes")
+        assert result.exit_code == 1
+        assert message in result.stderr
+    assert "addExtension" not in operations(pbx_env)

@@ -156,6 +156,10 @@ def main() -> None:
     """
     from typer._click.exceptions import ClickException
 
+    # CI runners stop a job with SIGTERM: report it as Ctrl-C is reported.
+    # Apply replaces this handler while it creates, to stop after the request
+    # in flight.
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
         code = app(prog_name="reconciler", standalone_mode=False)
     except ClickException as error:
@@ -171,6 +175,10 @@ def main() -> None:
         # Typer turns a KeyboardInterrupt that no command caught into exit 130.
         _report_interrupt()
     sys.exit(code if isinstance(code, int) else EXIT_OK)
+
+
+def _raise_keyboard_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
 
 
 def _report_interrupt() -> None:

@@ -265,7 +265,11 @@ def test_sandbox_unknown_fault_operation(in_tmp: Path) -> None:
 # --- Ctrl-C ------------------------------------------------------------------------
 
 
-def test_ctrl_c_during_plan_reports_nothing_created(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_stop_during_read_reports_nothing_created(
+    tmp_path: Path, stop: signal.Signals
+) -> None:
+    # A CI runner stops a job with SIGTERM; it is reported as Ctrl-C is.
     path = write_yaml(tmp_path, ONE)
     with SandboxServer(tmp_path / "pbx.sqlite3") as server:
         server.faults = Faults(latency_ms=10_000)
@@ -285,7 +289,7 @@ def test_ctrl_c_during_plan_reports_nothing_created(tmp_path: Path) -> None:
         ) as child:
             # By then the child waits for its token request, held up 10 s.
             time.sleep(3)
-            child.send_signal(signal.SIGINT)
+            child.send_signal(stop)
             _, stderr = child.communicate(timeout=30)
 
     assert child.returncode == 130

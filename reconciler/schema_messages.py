@@ -255,6 +255,8 @@ def _env_name_message(value: str) -> str:
     if not value.strip("0123456789"):
         # Digits alone may be the PIN itself, which must not be echoed.
         return f"must name an environment variable, not a number; {rule}"
+    if value == SECRET_ENV_PREFIX:
+        return f"'{value}' lacks a name after the prefix; {rule}"
     if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
         return (
             f"'{shown(value)}' does not start with {SECRET_ENV_PREFIX}: only such "

@@ -8,11 +8,10 @@ from typing import Any
 
 import pytest
 import requests
+from sandbox_http import GRAPHQL_PATH, TOKEN_PATH, graphql
 
 from reconciler.sandbox.server import SandboxServer
 
-TOKEN_PATH = "/admin/api/api/token"
-GRAPHQL_PATH = "/admin/api/api/gql"
 ADD = """mutation ($input: addExtensionInput!) {
   addExtension(input: $input) { status message }
 }"""
@@ -22,28 +21,6 @@ ADD = """mutation ($input: addExtensionInput!) {
 def sandbox(tmp_path: Path) -> Iterator[SandboxServer]:
     with SandboxServer(tmp_path / "pbx.sqlite3", freepbx_version=17) as server:
         yield server
-
-
-def access_token(sandbox: SandboxServer) -> str:
-    response = requests.post(
-        sandbox.url + TOKEN_PATH,
-        data={"grant_type": "client_credentials", "scope": "gql:core gql:framework"},
-        auth=(sandbox.client_id, sandbox.client_secret),
-        timeout=10,
-    )
-    token: str = response.json()["access_token"]
-    return token
-
-
-def graphql(
-    sandbox: SandboxServer, query: str, variables: dict[str, Any] | None = None
-) -> requests.Response:
-    return requests.post(
-        sandbox.url + GRAPHQL_PATH,
-        json={"query": query, "variables": variables or {}},
-        headers={"Authorization": f"Bearer {access_token(sandbox)}"},
-        timeout=10,
-    )
 
 
 def add(sandbox: SandboxServer, **fields: Any) -> requests.Response:

@@ -99,7 +99,7 @@ class ApplyResult:
 
 @dataclass
 class ApplyOptions:
-    """How an apply behaves; the defaults suit a real FreePBX."""
+    """Options of one apply. The defaults suit a real FreePBX."""
 
     reload_timeout: float = 600.0
     credentials: CredentialsFile | None = None

@@ -115,7 +115,7 @@ ConnectTimeoutOption = Annotated[
 ReadTimeoutOption = Annotated[
     float,
     typer.Option(
-        envvar="FREEPBX_READ_TIMEOUT", help="Seconds to wait for each answer."
+        envvar="FREEPBX_READ_TIMEOUT", help="Seconds to wait for each response."
     ),
 ]
 AllowHttpOption = Annotated[
@@ -143,7 +143,7 @@ DebugOption = Annotated[
 
 
 EXIT_INTERRUPTED = 130
-# Set once apply starts creating, so that an abort knows what it may have left.
+# Set once apply starts creating, so that an abort reports what it may have left.
 _creations_started = False
 
 
@@ -455,7 +455,7 @@ def apply(
 
 @dataclass
 class _ApplyRun:
-    """What one apply works from, as the user gave it."""
+    """The inputs of one apply, as the user gave them."""
 
     desired: DesiredState
     file: Path

@@ -75,8 +75,8 @@ class _Transport(RequestsHTTPTransport):
 class _PreparedRequest(GraphQLRequest):
     """A GraphQL request whose document was parsed and printed once per run.
 
-    gql parses the text of each new request and prints it back for the body;
-    for thousands of addExtension calls that was the client's largest CPU cost.
+    gql parses the text of each new request and prints it back for the body.
+    For thousands of addExtension calls, that was the client's largest CPU cost.
     """
 
     def __init__(self, document: _Document, variables: dict[str, Any]) -> None:
@@ -288,7 +288,7 @@ class FreePBXClient:
         status = error.code
         body = self._transport.last_response
         oauth = _oauth_message(body.text) if body is not None else None
-        # FreePBX 15/16 answer 401; FreePBX 17 may answer 500 with the OAuth message.
+        # FreePBX 15/16 respond 401; FreePBX 17 may respond 500 with the OAuth message.
         if status == 401 or (status == 500 and oauth is not None):
             return _AuthRejected(oauth or "HTTP 401", status)
         if status is not None and status >= 500:
@@ -303,7 +303,7 @@ class FreePBXClient:
         Network failures and HTTP 5xx are retried as for GraphQL reads, and
         an OAuth rejection gets one new token. Other statuses are the
         caller's to read. No body is logged or put in an error, because
-        userman's answers carry password hashes.
+        userman's responses contain password hashes.
         """
         return self._read(operation, lambda: self._rest_get_once(operation, url))
 
@@ -536,7 +536,7 @@ def _network_reason(error: Exception) -> str:
     return "connection failed"
 
 
-# OpenSSL's reasons when the other end answers a TLS handshake with something
+# OpenSSL's reasons when the other end responds to a TLS handshake with something
 # else, such as a plain HTTP server.
 _NOT_TLS_REASONS = (
     "WRONG_VERSION_NUMBER",
@@ -545,7 +545,7 @@ _NOT_TLS_REASONS = (
     "PACKET_LENGTH_TOO_LONG",
     "HTTP_REQUEST",
 )
-# OpenSSL's reasons when the CA bundle file holds no usable certificate.
+# OpenSSL's reasons when the CA bundle file contains no usable certificate.
 _CA_BUNDLE_REASONS = ("NO_CERTIFICATE_OR_CRL_FOUND", "PEM routines", "[PEM:", "[X509:")
 
 

@@ -39,7 +39,7 @@ class TokenError(ReconcilerError):
 
 
 class ApiError(ReconcilerError):
-    """FreePBX answered a GraphQL request with an error or a failed status."""
+    """FreePBX responded to a GraphQL request with an error or a failed status."""
 
     def __init__(self, operation: str, message: str, http_status: int | None) -> None:
         self.operation = operation

@@ -12,7 +12,7 @@ from typing import Literal
 
 @dataclass(frozen=True)
 class SecretSource:
-    """Where a voicemail PIN or a User Manager password comes from."""
+    """The source of a voicemail PIN or a User Manager password."""
 
     kind: Literal["random", "env"]
     env_var: str | None = None

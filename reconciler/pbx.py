@@ -132,7 +132,7 @@ def reload_status(client: FreePBXClient, transaction_id: str) -> str:
     data = client.query(
         "fetchApiStatus", operations.FETCH_API_STATUS, {"txnId": transaction_id}
     )
-    # fetchApiStatus answers status true for every id; the outcome is in message.
+    # fetchApiStatus returns status true for every id, so the outcome is in message.
     message = data.get("fetchApiStatus", {}) if isinstance(data, dict) else {}
     return str((message or {}).get("message") or "")
 

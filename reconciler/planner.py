@@ -51,7 +51,10 @@ class Drift:
 
 @dataclass(frozen=True)
 class Plan:
-    """What an apply would do, and what it would leave alone, in a stable order."""
+    """The changes an apply would make and the extensions it would leave alone.
+
+    Each list is in a stable order.
+    """
 
     creates: tuple[DesiredExtension, ...]
     drifts: tuple[Drift, ...]
@@ -90,7 +93,7 @@ def compute_plan(
 ) -> Plan:
     """Return the plan that turns ``live`` into ``desired`` by additions only.
 
-    ``emails`` adds email drift, when it holds the User Manager users.
+    ``emails`` adds email drift when it contains the User Manager users.
     """
     live_by_number = live.by_number()
     creates = []
@@ -178,7 +181,7 @@ def _unchecked_reason(emails: EmailState | None) -> str:
 
 def _number_order(extension: DesiredExtension | LiveExtension) -> tuple[int, int, str]:
     # Numeric order, with the text as a tie-break ("0212" before "212"). FreePBX
-    # also holds numbers such as "+5094" or " 5092"; they sort last, by text.
+    # also stores numbers such as "+5094" or " 5092", which sort last, by text.
     number = extension.extension
     if number.isdigit():
         return (0, int(number), number)

@@ -1,6 +1,6 @@
 """Keep secrets out of every line this tool writes.
 
-Each secret the run knows (client secret, access tokens, generated PINs and
+Each secret of the run (client secret, access tokens, generated PINs and
 passwords) is registered here; the log filter and the CLI's output functions
 replace any occurrence with ``***``. This is a second line of defence: no code
 path formats a secret into a message on purpose.
@@ -12,14 +12,14 @@ import logging
 import threading
 
 MASK = "***"
-# Shorter values (a 4-digit PIN) are masked too; a secret shorter than this
-# would mask ordinary words and numbers, so it is not accepted as a secret.
+# Secrets of this many characters or more are masked, a 4-digit PIN included.
+# Masking a shorter value would also mask ordinary words and numbers.
 MIN_SECRET_LENGTH = 4
 
-# Up to this many secrets, each is searched for in the text; past it (an apply
-# of many extensions registers two per extension), the text's windows of each
-# secret length are looked up in a set instead, which costs the same for any
-# number of secrets.
+# Up to this many secrets, each is searched for in the text. An apply of many
+# extensions registers two per extension, so past this number the text's
+# windows of each secret length are looked up in a set, at the same cost for
+# any number of secrets.
 MAX_SECRETS_SEARCHED_ONE_BY_ONE = 32
 
 _lock = threading.Lock()

@@ -25,6 +25,8 @@ SECRET_ENV_PREFIX = "RECONCILER_SECRET_"
 def schema_problems(parsed: ParsedYaml, name: str) -> list[Problem]:
     import jsonschema  # imported here: it is the slowest import of a validate run
 
+    # TODO: jsonschema costs about 0.6 s of CPU for 10,000 entries, a large part
+    # of why plan at 10,000 misses its 1 s CPU target (docs/benchmarks.md).
     validator = jsonschema.Draft202012Validator(load_inlined_schema())
     problems = _misread_number_problems(parsed, name)
     misread = {(p.line, p.column) for p in problems}

@@ -17,7 +17,7 @@ GRAPHQL_PATH = "/admin/api/api/gql"
 
 @dataclass(frozen=True)
 class ConnectionSettings:
-    """Where the PBX is and how to authenticate; ``repr`` never shows the secret."""
+    """The PBX's address and credentials. ``repr`` never shows the secret."""
 
     url: str
     client_id: str

@@ -189,7 +189,8 @@ def test_credentials_file_mode_and_content(
     fields = rows[1].split(",")
     assert fields[0] == "4001"
     assert fields[6] == "created"
-    assert fields[3].isdigit() and len(fields[3]) == 6
+    assert fields[3].isdigit()
+    assert len(fields[3]) == 6
     assert len(fields[5]) == 20
     assert fields[3] not in out + err
     assert fields[5] not in out + err

@@ -216,7 +216,6 @@ def _expanded_cid_problems(
     Without an outbound_cid of its own, the entry takes defaults.outbound_cid.
     """
     cid_path = (*path, "outbound_cid")
-    where = field_name(cid_path)
     own = entry.get("outbound_cid")
     if "outbound_cid" in entry:
         if not isinstance(own, str) or len(own) > MAX_TEMPLATE:
@@ -224,13 +223,20 @@ def _expanded_cid_problems(
         message = _template_message(own)
         if message is not None:
             line, column = parsed.position(cid_path)
-            return [Problem(name, line, column, f"{where}: {message}")]
+            return [Problem(name, line, column, f"{field_name(cid_path)}: {message}")]
         template = own
     person = entry.get("name")
     number = _plain_number(entry.get("extension"), parsed, (*path, "extension"))
     if template is None or not isinstance(person, str) or number is None:
         return []
     expanded = expand_template(template, {"name": person, "extension": number})
+    if len(expanded) <= MAX_OUTBOUND_CID and not (
+        '"{name}"' in template and '"' in person
+    ):
+        return []
+    # Field names are built only for an entry with a problem, because building
+    # them for every entry was the largest cost of this check.
+    where = field_name(cid_path)
     line, column = parsed.position(cid_path)
     if '"{name}"' in template and '"' in person:
         # The name's own quote would end the caller ID's quoted display name.
@@ -246,8 +252,6 @@ def _expanded_cid_problems(
                 "entry",
             )
         ]
-    if len(expanded) <= MAX_OUTBOUND_CID:
-        return []
     if own is not None and expanded == own:
         # No placeholder: say it plainly, without "expands".
         return [

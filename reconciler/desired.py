@@ -13,6 +13,7 @@ from typing import Any
 
 from reconciler.desired_rules import expand_template, range_bounds, rule_problems
 from reconciler.errors import InvalidDesiredState, Problem
+from reconciler.lasting import building_lasting_data
 from reconciler.models import RANDOM, DesiredExtension, DesiredState, SecretSource
 from reconciler.schema_messages import schema_problems
 from reconciler.yamlfile import ParsedYaml, parse_yaml
@@ -36,6 +37,11 @@ SETTING_KEYS = (
 
 def load_desired_state(path: Path) -> DesiredState:
     """Read and validate ``path``; raise InvalidDesiredState listing every problem."""
+    with building_lasting_data():
+        return _load(path)
+
+
+def _load(path: Path) -> DesiredState:
     name = str(path)
     text = _read_text(path, name)
     parsed, problems = parse_yaml(text, name)

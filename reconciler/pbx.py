@@ -13,6 +13,7 @@ from typing import Any
 from reconciler import operations
 from reconciler.client import FreePBXClient
 from reconciler.errors import ApiError
+from reconciler.lasting import building_lasting_data
 from reconciler.models import DesiredExtension, LiveExtension, LiveState
 from reconciler.scopes import explain_read_failure
 
@@ -35,6 +36,11 @@ class ExtensionSecrets:
 
 def read_live_state(client: FreePBXClient) -> LiveState:
     """Read every extension once; a failed or partial read raises, never reads empty."""
+    with building_lasting_data():
+        return _read_live_state(client)
+
+
+def _read_live_state(client: FreePBXClient) -> LiveState:
     try:
         data = client.query("fetchAllExtensions", operations.FETCH_ALL_EXTENSIONS, {})
     except ApiError as error:

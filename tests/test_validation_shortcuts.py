@@ -8,6 +8,7 @@ either way: the example, every bad file, and random documents.
 
 from __future__ import annotations
 
+import gc
 import math
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_loader_property import FRAGMENTS as LOADER_FRAGMENTS
 
-from reconciler.desired import SETTING_KEYS
+from reconciler.desired import SETTING_KEYS, load_desired_state
+from reconciler.errors import InvalidDesiredState
 from reconciler.schema_check import Uncompilable, compile_schema, schema_check
 from reconciler.schema_file import load_inlined_schema
 from reconciler.yamlfile import ParsedYaml, parse_plain, parse_yaml_fully
@@ -335,3 +337,14 @@ FRAGMENTS = [
 @given(st.lists(st.sampled_from(FRAGMENTS), max_size=30).map("".join))
 def test_random_yaml_parses_alike_both_ways(text: str) -> None:
     assert_same_parse(text)
+
+
+def test_cycle_collector_resumes_after_loading(tmp_path: Path) -> None:
+    broken = tmp_path / "extensions.yaml"
+    broken.write_text("version: 2\nextensions: []\n", encoding="utf-8")
+
+    load_desired_state(EXAMPLE)
+    assert gc.isenabled()
+    with pytest.raises(InvalidDesiredState):
+        load_desired_state(broken)
+    assert gc.isenabled()

@@ -53,6 +53,8 @@ def rule_problems(parsed: ParsedYaml, name: str) -> list[Problem]:
 
 def _text_problems(parsed: ParsedYaml, name: str) -> list[Problem]:
     """Reject control and invisible characters: FreePBX would store them as is."""
+    if parsed.printable:
+        return []
     problems = []
     for path, value in _strings(parsed.value, ()):
         # isprintable() is False for every forbidden character (and for some

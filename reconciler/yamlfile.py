@@ -58,6 +58,9 @@ class ParsedYaml:
     # Mappings that lost a key the parser rejected (a merge key, a list as a
     # key), so a "missing key" there may be a consequence, not a second mistake.
     incomplete: set[JsonPath] = field(default_factory=set)
+    # True when every string value is known to be printable (str.isprintable),
+    # so the check for control and invisible characters can skip the walk.
+    printable: bool = False
 
     def position(self, path: JsonPath) -> Location:
         """Return the position of the value at ``path``, or of its nearest parent."""
@@ -418,6 +421,7 @@ class _PlainBuilder:
         self._next_event = parser.get_event
         self.parsed = ParsedYaml(value=None)
         self._nodes = 0
+        self._printable = True
         # Typed scalars (numbers, booleans, dates) go through the full
         # builder's code, so their values and messages cannot differ.
         self._typed = _Builder("")
@@ -430,6 +434,7 @@ class _PlainBuilder:
         self._expect(yaml.StreamStartEvent)
         self._expect(yaml.DocumentStartEvent)
         self.parsed.value = self._node(self._next_event(), (), 0)
+        self.parsed.printable = self._printable
         self._expect(yaml.DocumentEndEvent)
         self._expect(yaml.StreamEndEvent)
         return self.parsed
@@ -501,10 +506,11 @@ class _PlainBuilder:
 
     def _scalar(self, event: Any, path: JsonPath) -> Any:
         text: str = event.value
-        if not event.implicit[0]:
-            return text  # quoted: always a string
-        tag = self._resolve(text)
+        # Quoted scalars are always strings.
+        tag = self._resolve(text) if event.implicit[0] else _STR_TAG
         if tag in (_STR_TAG, _VALUE_TAG):
+            if not text.isprintable():
+                self._printable = False
             return text
         if tag not in _PLAIN_SCALAR_TAGS:
             raise _NotPlain

@@ -48,6 +48,18 @@ def assert_same_parse(text: str) -> None:
     full, problems = parse_yaml_fully(text, "extensions.yaml")
     assert problems == []
     assert fields(plain) == fields(full)
+    if plain.printable:
+        assert all(text.isprintable() for text in strings(full.value))
+
+
+def strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, list):
+        return [text for child in value for text in strings(child)]
+    return []
 
 
 def bad_file_text(path: Path) -> str:
@@ -107,6 +119,16 @@ def test_shortcut_declines_what_needs_the_full_parser() -> None:
     ]
     for text in declined:
         assert parse_plain(text) is None, text
+
+
+def test_shortcut_marks_hidden_characters() -> None:
+    plain = parse_plain('a: "Ann\\u202e"\nb: [Zoë, 1]\n')
+    printable = parse_plain("a: Ann\nb: [Zoë, 1]\n")
+
+    assert plain is not None
+    assert plain.printable is False
+    assert printable is not None
+    assert printable.printable is True
 
 
 def test_check_rejects_unknown_schema_keyword() -> None:

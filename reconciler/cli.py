@@ -945,8 +945,6 @@ def _setup_logging(debug: bool) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if debug else logging.WARNING)
-    # gql logs whole request bodies (PINs and passwords) at DEBUG.
-    logging.getLogger("gql").setLevel(logging.WARNING)
     logging.getLogger("urllib3").setLevel(logging.DEBUG if debug else logging.WARNING)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,10 +12,14 @@ from reconciler import pbx as freepbx
 from reconciler.client import FreePBXClient
 from reconciler.errors import ApiError, PbxUnreachable, TokenError
 from reconciler.models import DesiredExtension
+from reconciler.operations import FETCH_NEED_RELOAD
+from reconciler.sandbox.exchange import HttpRequest, HttpResponse
 from reconciler.sandbox.server import SandboxServer
-from reconciler.settings import ConnectionSettings
+from reconciler.settings import GRAPHQL_PATH, ConnectionSettings
 
 EXAMPLE = Path(__file__).parent.parent / "extensions.yaml"
+JSON = (("Content-Type", "application/json"),)
+HTML = (("Content-Type", "text/html"),)
 
 
 def settings_for(server: SandboxServer, **overrides: str) -> ConnectionSettings:
@@ -136,3 +141,111 @@ def test_connection_refused(tmp_path: Path) -> None:
     with FreePBXClient(settings) as client, pytest.raises(PbxUnreachable) as caught:
         client.fetch_token()
     assert "connection refused" in str(caught.value)
+
+
+class CannedSandbox(SandboxServer):
+    """The sandbox, responding to GraphQL requests with `canned` when it is set."""
+
+    canned: HttpResponse | None = None
+
+    def _route(self, request: HttpRequest) -> HttpResponse:
+        if request.path == GRAPHQL_PATH and self.canned is not None:
+            return self.canned
+        return super()._route(request)
+
+
+@pytest.fixture
+def canned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[CannedSandbox]:
+    monkeypatch.setattr("reconciler.client.READ_BACKOFF_SECONDS", 0.01)
+    with CannedSandbox(tmp_path / "pbx.sqlite3") as server:
+        yield server
+
+
+def graphql_paths(server: SandboxServer) -> list[str]:
+    return [
+        record.path
+        for record in server.requests
+        if record.path != "/admin/api/api/token"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "body", "message", "attempts"),
+    [
+        (200, JSON, b'{"extensions": {}}', "the answer is not a GraphQL response", 3),
+        (200, JSON, b'{"data": null}', "the answer is not a GraphQL response", 3),
+        (200, JSON, b"[]", "the answer is not a GraphQL response", 3),
+        (200, JSON, b"", "the answer is not a GraphQL response", 3),
+        (404, HTML, b"<h1>Not Found</h1>", "unexpected HTTP 404", 1),
+        (403, JSON, b'{"message": "Forbidden"}', "unexpected HTTP 403", 1),
+        (502, HTML, b"<h1>Bad Gateway</h1>", "server error HTTP 502", 3),
+        (
+            500,
+            JSON,
+            b'{"error": {"message": "Division by zero"}}',
+            "server error HTTP 500",
+            3,
+        ),
+    ],
+)
+def test_response_without_data_or_errors(
+    canned: CannedSandbox,
+    status: int,
+    headers: tuple[tuple[str, str], ...],
+    body: bytes,
+    message: str,
+    attempts: int,
+) -> None:
+    canned.canned = HttpResponse(status, headers, body)
+    with (
+        FreePBXClient(settings_for(canned)) as client,
+        pytest.raises(ApiError) as caught,
+    ):
+        client.query("fetchNeedReload", FETCH_NEED_RELOAD, {})
+    assert str(caught.value) == f"fetchNeedReload failed (HTTP {status}): {message}"
+    assert graphql_paths(canned) == [GRAPHQL_PATH] * attempts
+
+
+@pytest.mark.parametrize("status", [200, 400, 500])
+def test_errors_are_api_error_at_any_status(canned: CannedSandbox, status: int) -> None:
+    body = b'{"errors": [{"message": "first"}, {"message": "second"}], "data": null}'
+    canned.canned = HttpResponse(status, JSON, body)
+    with (
+        FreePBXClient(settings_for(canned)) as client,
+        pytest.raises(ApiError) as caught,
+    ):
+        client.query("fetchNeedReload", FETCH_NEED_RELOAD, {})
+    assert caught.value.server_message == "first"
+    assert caught.value.http_status == status
+    assert graphql_paths(canned) == [GRAPHQL_PATH]
+
+
+def test_empty_errors_list_returns_data(canned: CannedSandbox) -> None:
+    canned.canned = HttpResponse(200, JSON, b'{"data": {"a": 1}, "errors": []}')
+    with FreePBXClient(settings_for(canned)) as client:
+        data = client.query("fetchNeedReload", FETCH_NEED_RELOAD, {})
+    assert data == {"a": 1}
+
+
+def test_body_decoded_as_utf8_without_charset(canned: CannedSandbox) -> None:
+    body = '{"data": {"name": "José Álvarez"}}'.encode()
+    canned.canned = HttpResponse(200, (), body)
+    with FreePBXClient(settings_for(canned)) as client:
+        data = client.query("fetchNeedReload", FETCH_NEED_RELOAD, {})
+    assert data == {"name": "José Álvarez"}
+
+
+def test_redirect_not_followed(canned: CannedSandbox) -> None:
+    location = (("Location", "/elsewhere/admin/api/api/gql"),)
+    canned.canned = HttpResponse(302, location + HTML, b"<h1>Found</h1>")
+    with (
+        FreePBXClient(settings_for(canned)) as client,
+        pytest.raises(ApiError) as caught,
+    ):
+        client.query("fetchNeedReload", FETCH_NEED_RELOAD, {})
+    assert str(caught.value) == (
+        f"fetchNeedReload failed (HTTP 302): the request was redirected to "
+        f"{canned.url}/elsewhere/admin/api/api/gql and not resent; set FREEPBX_URL "
+        "to the base URL of that address"
+    )
+    assert graphql_paths(canned) == [GRAPHQL_PATH]

@@ -717,7 +717,7 @@ def test_unreachable_pbx_skips_apply_config(
         pbx_env.stop()
         # A stopped server still serves the open keep-alive connection, so the
         # next request must open a new one.
-        client._transport.session.close()
+        client._session.close()
         return message
 
     monkeypatch.setattr(freepbx, "add_extension", add_then_stop_pbx)

@@ -422,15 +422,14 @@ def _oauth_error_message(body: Any) -> str | None:
     if not isinstance(body, dict):
         return None
     error = body.get("error")
-    # NOTE: the sandbox's FreePBX 17 body names OAuth in `type` only, which
-    # is not read here, so its expired-token 500 is not renewed.
-    if isinstance(error, dict):  # FreePBX 17 (Whoops): {"error": {"message": ...}}
+    if isinstance(error, dict):
+        # FreePBX 17 (Whoops): {"error": {"type": "...OAuthServerException",
+        # "message": "The resource owner or authorization server denied ..."}}
         message = str(error.get("message", ""))
-        return (
-            message
-            if "access token" in message.lower() or "oauth" in message.lower()
-            else None
-        )
+        words = f"{error.get('type', '')} {message}".lower()
+        if "oauth" in words or "access token" in words:
+            return message or "access denied"
+        return None
     if error == "access_denied":
         hint = body.get("hint")
         return (

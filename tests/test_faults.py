@@ -328,6 +328,31 @@ def test_expired_token_renewed_mid_apply(
             assert ops[index + 1 : index + 3] == ["token", record.operation]
 
 
+def test_expired_token_renewed_on_freepbx17(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    faults = Faults(token_lifetime_seconds=0.4, latency_ms=100)
+    with SandboxServer(
+        tmp_path / "pbx17.sqlite3",
+        freepbx_version=17,
+        reload_seconds=0.2,
+        faults=faults,
+    ) as server:
+        monkeypatch.setenv("FREEPBX_URL", server.url)
+        monkeypatch.setenv("FREEPBX_CLIENT_ID", server.client_id)
+        monkeypatch.setenv("FREEPBX_CLIENT_SECRET", server.client_secret)
+        result = apply(write_yaml(tmp_path, THREE))
+
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert "Apply: 3 created" in result.stdout
+    rejected = [record for record in server.requests if record.status == 500]
+    assert rejected, "no request outlived its token"
+    ops = operations(server)
+    for index, record in enumerate(server.requests):
+        if record.status == 500:
+            assert ops[index + 1 : index + 3] == ["token", record.operation]
+
+
 def test_token_rejected_twice_fails_cleanly(
     pbx_env: SandboxServer, tmp_path: Path
 ) -> None:

@@ -163,8 +163,8 @@ def main() -> None:
     try:
         code = app(prog_name="reconciler", standalone_mode=False)
     except ClickException as error:
-        # NOTE: typer 0.29 vendors click and exports no public base class of
-        # its usage errors, hence the private import.
+        # NOTE: typer 0.26 and later vendor click and export no public base
+        # class of its usage errors, hence the private import.
         error.show()
         sys.exit(EXIT_ERROR)
     except typer.Abort:

@@ -197,6 +197,26 @@ def bench_size(count: int, latency_ms: float, reload_seconds: float) -> dict[str
         return results
 
 
+EXAMPLE_RUNS = 10
+
+
+def bench_example() -> list[Run]:
+    """Validate the repository's example file as a pre-commit hook would, 10 times."""
+    env = {**os.environ, "PYTHONPATH": str(REPOSITORY)}
+    validate = [*TOOL, "validate", "-f", str(REPOSITORY / "extensions.yaml")]
+    return [run_tool(validate, env, REPOSITORY) for _ in range(EXAMPLE_RUNS)]
+
+
+def render_example(runs: list[Run]) -> str:
+    walls = sorted(run.wall for run in runs)
+    median = walls[len(walls) // 2]
+    return (
+        f"\n`reconciler validate` of the example extensions.yaml, {len(runs)} runs: "
+        f"wall {walls[0]:.3f} s at least, {median:.3f} s median, {walls[-1]:.3f} s "
+        "at most.\n"
+    )
+
+
 def render(
     results: dict[int, dict[str, Run]],
     latency_ms: float,
@@ -279,12 +299,14 @@ def main() -> None:
         [sys.executable, "-m", "compileall", "-q", str(REPOSITORY / "reconciler")],
         check=True,
     )
+    example = bench_example()
     results = {}
     for count in sizes:
         print(f"benchmarking {count} extensions...", file=sys.stderr)
         results[count] = bench_size(count, options.latency_ms, options.reload_seconds)
     command = "python bench/run.py " + " ".join(sys.argv[1:])
     text = render(results, options.latency_ms, options.reload_seconds, command)
+    text += render_example(example)
     if options.out:
         options.out.write_text(text, encoding="utf-8")
     print(text)

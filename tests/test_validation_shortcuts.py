@@ -23,7 +23,12 @@ from reconciler.desired import SETTING_KEYS, load_desired_state
 from reconciler.errors import InvalidDesiredState
 from reconciler.schema_check import Uncompilable, compile_schema, schema_check
 from reconciler.schema_file import load_inlined_schema
-from reconciler.yamlfile import ParsedYaml, parse_plain, parse_yaml_fully
+from reconciler.yamlfile import (
+    MAX_DEPTH,
+    ParsedYaml,
+    parse_plain,
+    parse_yaml_fully,
+)
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 BAD_FILES = sorted((REPOSITORY / "tests" / "bad_files").glob("*.yaml"))
@@ -119,6 +124,26 @@ def test_shortcut_declines_what_needs_the_full_parser() -> None:
     ]
     for text in declined:
         assert parse_plain(text) is None, text
+
+
+# Texts whose deepest node (a key included) is at the given depth, the root
+# being at depth 0. The full parser rejects a node at depth MAX_DEPTH.
+DEEP_TEMPLATES = {
+    "list": "[{open}1{close}]",
+    "key": "{open}{{k: v}}{close}",
+    "mapping": "a: {open}1{close}",
+}
+
+
+@pytest.mark.parametrize("depth", [MAX_DEPTH - 1, MAX_DEPTH])
+@pytest.mark.parametrize("template", DEEP_TEMPLATES.values(), ids=DEEP_TEMPLATES)
+def test_shortcut_at_depth_bound(depth: int, template: str) -> None:
+    text = template.format(open="[" * (depth - 1), close="]" * (depth - 1))
+    _, problems = parse_yaml_fully(text, "extensions.yaml")
+
+    assert bool(problems) == (depth >= MAX_DEPTH)
+    assert (parse_plain(text) is None) == bool(problems)
+    assert_same_parse(text)
 
 
 def test_shortcut_marks_hidden_characters() -> None:

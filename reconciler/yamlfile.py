@@ -219,6 +219,12 @@ class _Builder:
             self.problem(node.start_mark, _scalar_message(node.tag, text))
             self.parsed.reported.add(path)
             return text
+        if isinstance(value, int) and not _prints_as_decimal(value):
+            # A hexadecimal, octal or binary number may be longer in decimal
+            # than Python converts, and messages print values in decimal.
+            self.problem(node.start_mark, _huge_number_message(text))
+            self.parsed.reported.add(path)
+            return text
         if not isinstance(value, str):
             self.parsed.scalar_texts[path] = text
         return value
@@ -294,14 +300,26 @@ def _scalar_message(tag: str, text: str) -> str:
     if tag == _YAML_TAG_PREFIX + "int" and 0 < max_digits < len(text):
         # Python rejects converting a string of more digits than this to int
         # (4,300 unless configured), against quadratic-time conversions.
-        return (
-            f"the number {text[:20]}... has {len(text):,} digits, far more than "
-            "any value in this file takes; shorten it"
-        )
+        return _huge_number_message(text)
     return (
         f"'{escape_hidden(text)}' is not a valid {_short_tag(tag)} value; "
         "remove the tag or fix the value"
     )
+
+
+def _huge_number_message(text: str) -> str:
+    return (
+        f"the number {text[:20]}... has {len(text):,} digits, far more than "
+        "any value in this file takes; shorten it"
+    )
+
+
+def _prints_as_decimal(value: int) -> bool:
+    try:
+        str(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _short_tag(tag: str) -> str:

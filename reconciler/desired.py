@@ -8,6 +8,7 @@ schema error does not hide a duplicate number elsewhere.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -115,8 +116,17 @@ def _unique(problems: list[Problem]) -> list[Problem]:
 def _build_state(parsed: ParsedYaml, name: str) -> DesiredState:
     document = parsed.value
     defaults = document.get("defaults", {})
+    # Most entries take voicemail and user_manager from defaults alone, so
+    # those are worked out once, not 10,000 times.
+    shared = _Shared(
+        settings={key: defaults.get(key) for key in SETTING_KEYS},
+        voicemail=_voicemail(defaults.get("voicemail"), None),
+        user_manager=_user_manager(defaults.get("user_manager"), None),
+    )
     extensions = tuple(
-        _build_extension(entry, defaults, parsed.position(("extensions", index))[0])
+        _build_extension(
+            entry, defaults, shared, parsed.position(("extensions", index))[0]
+        )
         for index, entry in enumerate(document["extensions"])
     )
     numbering = document.get("numbering", {})
@@ -128,21 +138,37 @@ def _build_state(parsed: ParsedYaml, name: str) -> DesiredState:
     )
 
 
+@dataclass(frozen=True)
+class _Shared:
+    """The values from defaults that every entry without its own takes."""
+
+    settings: dict[str, Any]
+    voicemail: tuple[bool, SecretSource]
+    user_manager: tuple[bool, tuple[str, ...], SecretSource]
+
+
 def _build_extension(
-    entry: dict[str, Any], defaults: dict[str, Any], line: int
+    entry: dict[str, Any], defaults: dict[str, Any], shared: _Shared, line: int
 ) -> DesiredExtension:
-    settings = {key: entry.get(key, defaults.get(key)) for key in SETTING_KEYS}
+    settings = {**shared.settings, **{k: entry[k] for k in SETTING_KEYS if k in entry}}
     tech = settings["tech"] or "pjsip"
     if tech != "pjsip" and "max_contacts" not in entry:
         settings["max_contacts"] = None  # a pjsip default, see _max_contacts_problems
     number = str(entry["extension"])
-    template_values = {"name": entry["name"], "extension": number}
     outbound = settings["outbound_cid"]
     if outbound is not None:
         # An entry's own outbound_cid is a template too, like the default one.
-        outbound = expand_template(outbound, template_values)
-    voicemail = _merged(defaults.get("voicemail"), entry.get("voicemail"))
-    user_manager = _merged(defaults.get("user_manager"), entry.get("user_manager"))
+        outbound = expand_template(
+            outbound, {"name": entry["name"], "extension": number}
+        )
+    voicemail, pin = shared.voicemail
+    if "voicemail" in entry:
+        voicemail, pin = _voicemail(defaults.get("voicemail"), entry["voicemail"])
+    user_manager, groups, password = shared.user_manager
+    if "user_manager" in entry:
+        user_manager, groups, password = _user_manager(
+            defaults.get("user_manager"), entry["user_manager"]
+        )
     return DesiredExtension(
         extension=number,
         name=entry["name"],
@@ -151,14 +177,27 @@ def _build_extension(
         outbound_cid=outbound or "",
         emergency_cid=settings["emergency_cid"] or "",
         caller_id=settings["caller_id"],
-        voicemail=voicemail.get("enabled", True),
-        voicemail_pin=_secret_source(voicemail.get("pin")),
-        user_manager=user_manager.get("enabled", True),
-        user_manager_groups=tuple(str(g) for g in user_manager.get("groups", ())),
-        user_manager_password=_secret_source(user_manager.get("password")),
+        voicemail=voicemail,
+        voicemail_pin=pin,
+        user_manager=user_manager,
+        user_manager_groups=groups,
+        user_manager_password=password,
         max_contacts=settings["max_contacts"],
         line=line,
     )
+
+
+def _voicemail(default: Any, override: Any) -> tuple[bool, SecretSource]:
+    merged = _merged(default, override)
+    return merged.get("enabled", True), _secret_source(merged.get("pin"))
+
+
+def _user_manager(
+    default: Any, override: Any
+) -> tuple[bool, tuple[str, ...], SecretSource]:
+    merged = _merged(default, override)
+    groups = tuple(str(group) for group in merged.get("groups", ()))
+    return merged.get("enabled", True), groups, _secret_source(merged.get("password"))
 
 
 def _merged(default: Any, override: Any) -> dict[str, Any]:

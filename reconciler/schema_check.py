@@ -8,7 +8,7 @@ false. jsonschema runs only for a file they reject, to say what is wrong.
 The checks cover the keywords the schema uses, with jsonschema's meaning
 (true is not 1, an integer may be written 2.0, a pattern is searched, not
 matched). A schema with any other keyword cannot be turned into checks, and
-then jsonschema decides alone. A test holds the two to the same answer.
+then jsonschema decides alone. A test checks that both give the same verdict.
 """
 
 from __future__ import annotations
@@ -71,13 +71,19 @@ def compile_schema(schema: Any) -> Check:
 def _all_of(checks: list[Check]) -> Check:
     if not checks:
         return _always
-    if len(checks) == 1:
-        return checks[0]
+    # Chained closures: a generator per value cost more than the checks.
+    combined = checks[0]
+    for other in checks[1:]:
+        combined = _both(combined, other)
+    return combined
 
-    def check(value: Any) -> bool:
-        return all(each(value) for each in checks)
 
-    return check
+def _both(first: Check, second: Check) -> Check:
+    return lambda value: first(value) and second(value)
+
+
+def _either(first: Check, second: Check) -> Check:
+    return lambda value: first(value) or second(value)
 
 
 def _always(value: Any) -> bool:
@@ -93,16 +99,17 @@ def _never(value: Any) -> bool:
 
 def _type(names: Any, schema: dict[str, Any]) -> Check:
     wanted = [names] if isinstance(names, str) else list(names)
+    if not wanted:
+        raise Uncompilable("type names no type")
     tests = []
     for name in wanted:
         if name not in _TYPE_TESTS:
             raise Uncompilable(f"unknown type {name!r}")
         tests.append(_TYPE_TESTS[name])
-
-    def check(value: Any) -> bool:
-        return any(test(value) for test in tests)
-
-    return check
+    combined = tests[0]
+    for other in tests[1:]:
+        combined = _either(combined, other)
+    return combined
 
 
 def _is_integer(value: Any) -> bool:
@@ -189,7 +196,10 @@ def _any_of(schemas: Any, schema: dict[str, Any]) -> Check:
     if not isinstance(schemas, list) or not schemas:
         raise Uncompilable("anyOf must be a non-empty list")
     checks = [compile_schema(each) for each in schemas]
-    return lambda value: any(each(value) for each in checks)
+    combined = checks[0]
+    for other in checks[1:]:
+        combined = _either(combined, other)
+    return combined
 
 
 def _object(properties: Any, schema: dict[str, Any]) -> Check:

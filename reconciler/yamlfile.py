@@ -444,9 +444,11 @@ class _PlainBuilder:
         # builder's code, so their values and messages cannot differ.
         self._typed = _Builder("")
         self._typed.parsed = self.parsed
-        resolvers = yaml.resolver.Resolver.yaml_implicit_resolvers
-        self._resolvers: dict[Any, list[tuple[str, Any]]] = resolvers
-        self._wildcard = resolvers.get(None, [])
+        self._positions = self.parsed.positions
+        self._key_positions = self.parsed.key_positions
+        # PyYAML's implicit resolvers by a scalar's first character, each
+        # list followed by the resolvers for any character.
+        self._resolvers: dict[str, list[tuple[str, Any]]] = {}
 
     def document(self) -> ParsedYaml:
         self._expect(yaml.StreamStartEvent)
@@ -470,23 +472,20 @@ class _PlainBuilder:
             or depth >= MAX_DEPTH
         ):
             raise _NotPlain
-        self._count_node()
+        self._nodes += 1
+        if self._nodes > MAX_NODES:
+            raise _NotPlain
         mark = event.start_mark
-        self.parsed.positions[path] = (mark.line + 1, mark.column + 1)
+        self._positions[path] = (mark.line + 1, mark.column + 1)
         if kind is yaml.ScalarEvent:
             return self._scalar(event, path)
         if kind is yaml.MappingStartEvent:
             return self._mapping(path, depth)
         return self._sequence(path, depth)
 
-    def _count_node(self) -> None:
-        self._nodes += 1
-        if self._nodes > MAX_NODES:
-            raise _NotPlain
-
     def _mapping(self, path: JsonPath, depth: int) -> dict[str, Any]:
         result: dict[str, Any] = {}
-        key_positions = self.parsed.key_positions
+        key_positions = self._key_positions
         while True:
             event = self._next_event()
             if type(event) is yaml.MappingEndEvent:
@@ -507,7 +506,7 @@ class _PlainBuilder:
             or depth >= MAX_DEPTH
         ):
             raise _NotPlain
-        self._count_node()
+        self._nodes += 1
         text: str = event.value
         # A key is used as written, but a merge key (<<) is rejected.
         if event.implicit[0] and self._resolve(text) not in _PLAIN_SCALAR_TAGS:
@@ -540,7 +539,13 @@ class _PlainBuilder:
 
     def _resolve(self, text: str) -> str:
         """Return the tag YAML gives a plain scalar, as PyYAML's safe resolver does."""
-        for tag, pattern in self._resolvers.get(text[:1], []) + self._wildcard:
+        first = text[:1]
+        resolvers = self._resolvers.get(first)
+        if resolvers is None:
+            implicit = yaml.resolver.Resolver.yaml_implicit_resolvers
+            resolvers = implicit.get(first, []) + implicit.get(None, [])
+            self._resolvers[first] = resolvers
+        for tag, pattern in resolvers:
             if pattern.match(text):
                 return str(tag)
         return _STR_TAG

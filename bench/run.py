@@ -305,8 +305,8 @@ def render(
         "",
         "expected = the time the sandbox spent on the requests, each from reading "
         f"its request line to writing its response ({latency_ms:g} ms added delay, "
-        "HTTP parsing and the PBX's work), + the apply config time for applies: "
-        "what a client with no cost of its own would wait. beyond expected = "
+        "HTTP parsing and the PBX's work), plus the apply config time for applies. "
+        "It is what a client with no cost of its own would wait. beyond expected = "
         "(wall - expected) / requests: the tool's start-up, its own work per "
         "request and the loopback network. The naive apply requests a new token "
         "for every request and opens a new connection each time.",

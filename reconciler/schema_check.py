@@ -183,13 +183,40 @@ def _unique_items(unique: Any, schema: dict[str, Any]) -> Check:
     def check(value: Any) -> bool:
         if not isinstance(value, list):
             return True
-        for index, item in enumerate(value):
-            for other in value[index + 1 :]:
-                if json_equal(item, other):
-                    return False
+        seen = set()
+        for item in value:
+            key = _scalar_key(item)
+            if key is None:
+                return _unique_by_pairs(value)
+            if key in seen:
+                return False
+            seen.add(key)
         return True
 
     return check
+
+
+def _scalar_key(value: Any) -> tuple[Any, ...] | None:
+    """Return a key equal for JSON-equal scalars (1 and 1.0, not true and 1)."""
+    if isinstance(value, bool):
+        return ("boolean", value)
+    if isinstance(value, int | float):
+        return ("number", value)
+    if isinstance(value, str):
+        return ("string", value)
+    if value is None:
+        return ("null",)
+    return None
+
+
+def _unique_by_pairs(items: list[Any]) -> bool:
+    # Lists, mappings and dates compare pair by pair, as jsonschema compares
+    # items it cannot sort.
+    for index, item in enumerate(items):
+        for other in items[index + 1 :]:
+            if json_equal(item, other):
+                return False
+    return True
 
 
 def _any_of(schemas: Any, schema: dict[str, Any]) -> Check:

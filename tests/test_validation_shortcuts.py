@@ -156,6 +156,31 @@ def test_shortcut_marks_hidden_characters() -> None:
     assert printable.printable is True
 
 
+UNIQUE_CASES = [
+    [1, 1.0],
+    [1, True],
+    [0, False],
+    ["1", 1],
+    [None, None],
+    [math.nan, math.nan],
+    [[1], [1]],
+    [[1], [True]],
+    [{"a": 1}, {"a": 1.0}],
+    [{"a": 1}, {"a": True}],
+    [1, [1], 1],
+    [*range(10_000), 9_999],
+    list(range(10_000)),
+]
+
+
+@pytest.mark.parametrize("items", UNIQUE_CASES, ids=lambda items: repr(items)[:30])
+def test_unique_items_match_jsonschema(items: list[Any]) -> None:
+    schema = {"type": "array", "uniqueItems": True}
+    validator = jsonschema.Draft202012Validator(schema)
+
+    assert compile_schema(schema)(items) == validator.is_valid(items)
+
+
 def test_check_rejects_unknown_schema_keyword() -> None:
     with pytest.raises(Uncompilable):
         compile_schema({"type": "object", "dependentRequired": {"a": ["b"]}})

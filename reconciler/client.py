@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
 import time
 from collections.abc import Callable
 from types import TracebackType
@@ -36,6 +37,10 @@ _T = TypeVar("_T")
 # Reads are retried after a network failure or an HTTP 5xx, with back-off.
 READ_ATTEMPTS = 3
 READ_BACKOFF_SECONDS = 0.5
+
+# The b64token syntax of a bearer token (RFC 6750, section 2.1). A token with
+# other characters, such as a line break, cannot be sent in a header.
+_BEARER_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 
 
 class _BearerAuth(requests.auth.AuthBase):
@@ -457,7 +462,13 @@ def _token_from(response: requests.Response, settings: ConnectionSettings) -> st
             and token
             and str(body.get("token_type", "")).lower() == "bearer"
         ):
-            return token
+            if _BEARER_TOKEN.fullmatch(token):
+                return token
+            raise TokenError(
+                f"token request to {url} failed: the access token is invalid, "
+                "because it contains characters that a bearer token cannot "
+                "contain; check the FreePBX API module and its logs"
+            )
     raise TokenError(_token_failure(response.status_code, body, url, settings.scope))
 
 

@@ -59,9 +59,20 @@ def _secrets_in_windows(text: str) -> set[str]:
 
 
 class RedactingFilter(logging.Filter):
-    """A logging filter that masks registered secrets in each record's message."""
+    """A logging filter that masks registered secrets in each record's message.
+
+    The traceback of a record logged with exc_info is masked as well, because
+    an exception's message may contain text that a server sent back.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.msg = redact(record.getMessage())
         record.args = None
+        if record.exc_info:
+            # A Formatter prints exc_text in place of formatting exc_info.
+            traceback_text = logging.Formatter().formatException(record.exc_info)
+            record.exc_text = redact(traceback_text)
+            record.exc_info = None
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
         return True

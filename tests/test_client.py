@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from reconciler.models import DesiredExtension
 from reconciler.operations import FETCH_NEED_RELOAD
 from reconciler.sandbox.exchange import HttpRequest, HttpResponse
 from reconciler.sandbox.server import SandboxServer
-from reconciler.settings import GRAPHQL_PATH, ConnectionSettings
+from reconciler.settings import GRAPHQL_PATH, TOKEN_PATH, ConnectionSettings
 
 EXAMPLE = Path(__file__).parent.parent / "extensions.yaml"
 JSON = (("Content-Type", "application/json"),)
@@ -249,3 +250,53 @@ def test_redirect_not_followed(canned: CannedSandbox) -> None:
         "to the base URL of that address"
     )
     assert graphql_paths(canned) == [GRAPHQL_PATH]
+
+
+class TokenSandbox(SandboxServer):
+    """The sandbox, issuing `access_token` from its token endpoint."""
+
+    access_token = ""
+
+    def _route(self, request: HttpRequest) -> HttpResponse:
+        if request.path == TOKEN_PATH:
+            body = {"access_token": self.access_token, "token_type": "Bearer"}
+            return HttpResponse(200, JSON, json.dumps(body).encode())
+        return super()._route(request)
+
+
+@pytest.mark.parametrize(
+    "token", ["token-1234\r\nX-Injected: yes", "token-1234 abc", "token-€-1234"]
+)
+def test_invalid_access_token_is_token_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, token: str
+) -> None:
+    with TokenSandbox(tmp_path / "pbx.sqlite3") as server:
+        server.access_token = token
+        monkeypatch.setenv("FREEPBX_URL", server.url)
+        monkeypatch.setenv("FREEPBX_CLIENT_ID", server.client_id)
+        monkeypatch.setenv("FREEPBX_CLIENT_SECRET", server.client_secret)
+        result = run_cli("plan", "-f", str(EXAMPLE), "--allow-http")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[-1] == (
+        f"Error: token request to {server.url}{TOKEN_PATH} failed: the access "
+        "token is invalid, because it contains characters that a bearer token "
+        "cannot contain; check the FreePBX API module and its logs"
+    )
+    assert "token-1234" not in result.stdout + result.stderr
+    assert [record.path for record in server.requests] == [TOKEN_PATH]
+
+
+def test_echoed_secret_masked_in_debug_traceback(
+    canned: CannedSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    message = f"invalid request from {canned.client_secret}"
+    body = {"errors": [{"message": message}], "data": None}
+    canned.canned = HttpResponse(200, JSON, json.dumps(body).encode())
+    monkeypatch.setenv("FREEPBX_URL", canned.url)
+    monkeypatch.setenv("FREEPBX_CLIENT_ID", canned.client_id)
+    monkeypatch.setenv("FREEPBX_CLIENT_SECRET", canned.client_secret)
+    result = run_cli("plan", "-f", str(EXAMPLE), "--allow-http", "--debug")
+    assert result.exit_code == 1
+    assert "Traceback (most recent call last)" in result.stderr
+    assert "invalid request from ***" in result.stderr
+    assert canned.client_secret not in result.stdout + result.stderr

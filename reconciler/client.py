@@ -120,9 +120,11 @@ class FreePBXClient:
                 failure = f"token request to {settings.token_url} failed: " + (
                     _network_reason(error)
                 )
-                # A certificate that fails verification fails again on a retry.
+                # A certificate that fails verification, or a redirect loop,
+                # fails again on a retry.
                 if attempt == READ_ATTEMPTS or isinstance(
-                    error, requests.exceptions.SSLError
+                    error,
+                    requests.exceptions.SSLError | requests.exceptions.TooManyRedirects,
                 ):
                     raise _TokenRequestFailed(failure) from None
             else:
@@ -536,6 +538,11 @@ def _network_reason(error: Exception) -> str:
         return "connection timed out"
     if isinstance(error, requests.exceptions.ReadTimeout):
         return "timed out waiting for the answer"
+    if isinstance(error, requests.exceptions.TooManyRedirects):
+        return (
+            "too many redirects; set FREEPBX_URL to the base URL that the PBX "
+            "serves without redirecting"
+        )
     text = str(error)
     if "NameResolutionError" in text or "Failed to resolve" in text:
         return "host name not found (DNS)"

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 from conftest import operations, run_cli
 
 from reconciler import pbx as freepbx
@@ -300,3 +301,28 @@ def test_echoed_secret_masked_in_debug_traceback(
     assert "Traceback (most recent call last)" in result.stderr
     assert "invalid request from ***" in result.stderr
     assert canned.client_secret not in result.stdout + result.stderr
+
+
+class RedirectLoopSandbox(SandboxServer):
+    """The sandbox, redirecting every token request to the token endpoint again."""
+
+    def _route(self, request: HttpRequest) -> HttpResponse:
+        if request.path == TOKEN_PATH:
+            return HttpResponse(307, (("Location", TOKEN_PATH),), b"")
+        return super()._route(request)
+
+
+def test_token_redirect_loop_not_retried(tmp_path: Path) -> None:
+    with RedirectLoopSandbox(tmp_path / "pbx.sqlite3") as server:
+        with (
+            FreePBXClient(settings_for(server)) as client,
+            pytest.raises(PbxUnreachable) as caught,
+        ):
+            client.fetch_token()
+        paths = [record.path for record in server.requests]
+    assert str(caught.value) == (
+        f"token request to {server.url}{TOKEN_PATH} failed: too many redirects; "
+        "set FREEPBX_URL to the base URL that the PBX serves without redirecting"
+    )
+    # One request and the redirects of one attempt, not of three.
+    assert paths == [TOKEN_PATH] * (requests.Session().max_redirects + 1)

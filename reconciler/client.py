@@ -127,6 +127,12 @@ class FreePBXClient:
                     requests.exceptions.SSLError | requests.exceptions.TooManyRedirects,
                 ):
                     raise _TokenRequestFailed(failure) from None
+            except ValueError:
+                # requests parses the Location of each redirect and raises
+                # ValueError for an invalid one, such as http://[::1/x.
+                raise _TokenRequestFailed(
+                    f"token request to {settings.token_url} failed: {_BAD_REDIRECT}"
+                ) from None
             else:
                 if response.status_code < 500 or attempt == READ_ATTEMPTS:
                     break
@@ -254,6 +260,10 @@ class FreePBXClient:
             status = response.status_code
         except requests.RequestException as error:
             raise _connection_error(operation, error, settings.graphql_url) from None
+        except ValueError:
+            # The token and the body are checked, so this is requests parsing
+            # the Location of a redirect it would not follow anyway.
+            raise ApiError(operation, _BAD_REDIRECT, None) from None
         finally:
             elapsed = (time.monotonic() - started) * 1000
             log.debug("%s: HTTP %s in %.0f ms", operation, status, elapsed)
@@ -311,6 +321,12 @@ class FreePBXClient:
 
     def _count(self, kind: str) -> None:
         self.request_counts[kind] = self.request_counts.get(kind, 0) + 1
+
+
+_BAD_REDIRECT = (
+    "the answer redirects to an invalid address; set FREEPBX_URL to the base URL "
+    "that the PBX serves without redirecting"
+)
 
 
 class _TokenRequestFailed(PbxUnreachable):

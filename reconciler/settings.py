@@ -71,6 +71,8 @@ def build_settings(
             "(or use --sandbox to try the tool on the built-in sandbox PBX)"
         )
     assert url and client_id and client_secret
+    _check_credential("FREEPBX_CLIENT_ID (--client-id)", client_id, ":")
+    _check_credential("FREEPBX_CLIENT_SECRET", client_secret, "")
     base = _check_url(url, allow_http)
     check_timeouts(connect_timeout, read_timeout)
     if ca_bundle is not None:
@@ -85,6 +87,26 @@ def build_settings(
         ca_bundle=ca_bundle,
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
+    )
+
+
+def _check_credential(name: str, value: str, forbidden: str) -> None:
+    """Reject a client ID or secret that HTTP Basic authentication cannot carry.
+
+    FreePBX's API page shows both as hexadecimal strings. The message names
+    the setting but never shows its value.
+    """
+    if all(
+        "!" <= character <= "~" and character not in forbidden for character in value
+    ):
+        return
+    rule = "letters, digits and ASCII punctuation"
+    if forbidden:
+        rule += f" other than {forbidden!r}"
+    raise SettingsError(
+        f"{name} contains a space, a control character or a character outside "
+        f"ASCII; it takes {rule} only, so copy it again from the API page of "
+        "FreePBX"
     )
 
 

@@ -303,26 +303,89 @@ def test_echoed_secret_masked_in_debug_traceback(
     assert canned.client_secret not in result.stdout + result.stderr
 
 
-class RedirectLoopSandbox(SandboxServer):
-    """The sandbox, redirecting every token request to the token endpoint again."""
+class TokenRedirectSandbox(SandboxServer):
+    """The sandbox, redirecting every token request to `location`."""
+
+    location = TOKEN_PATH
 
     def _route(self, request: HttpRequest) -> HttpResponse:
         if request.path == TOKEN_PATH:
-            return HttpResponse(307, (("Location", TOKEN_PATH),), b"")
+            return HttpResponse(307, (("Location", self.location),), b"")
         return super()._route(request)
 
 
+def failed_token_request(server: SandboxServer) -> tuple[str, list[str]]:
+    """Request a token that fails; return the error and the paths requested."""
+    with (
+        FreePBXClient(settings_for(server)) as client,
+        pytest.raises(PbxUnreachable) as caught,
+    ):
+        client.fetch_token()
+    return str(caught.value), [record.path for record in server.requests]
+
+
 def test_token_redirect_loop_not_retried(tmp_path: Path) -> None:
-    with RedirectLoopSandbox(tmp_path / "pbx.sqlite3") as server:
-        with (
-            FreePBXClient(settings_for(server)) as client,
-            pytest.raises(PbxUnreachable) as caught,
-        ):
-            client.fetch_token()
-        paths = [record.path for record in server.requests]
-    assert str(caught.value) == (
+    with TokenRedirectSandbox(tmp_path / "pbx.sqlite3") as server:
+        message, paths = failed_token_request(server)
+    assert message == (
         f"token request to {server.url}{TOKEN_PATH} failed: too many redirects; "
         "set FREEPBX_URL to the base URL that the PBX serves without redirecting"
     )
     # One request and the redirects of one attempt, not of three.
     assert paths == [TOKEN_PATH] * (requests.Session().max_redirects + 1)
+
+
+@pytest.mark.parametrize("location", ["http://[::1/x", "http://127.0.0.1:99999/x"])
+def test_redirect_to_invalid_address(canned: CannedSandbox, location: str) -> None:
+    canned.canned = HttpResponse(302, (("Location", location), *HTML), b"")
+    with (
+        FreePBXClient(settings_for(canned)) as client,
+        pytest.raises(ApiError) as caught,
+    ):
+        client.query("fetchNeedReload", FETCH_NEED_RELOAD, {})
+    assert str(caught.value) == (
+        # requests raises before it returns the response, so its status is lost.
+        "fetchNeedReload failed (no HTTP status): the answer redirects to an "
+        "invalid address; set FREEPBX_URL to the base URL that the PBX serves "
+        "without redirecting"
+    )
+    assert graphql_paths(canned) == [GRAPHQL_PATH]
+
+
+def test_token_redirect_to_invalid_address(tmp_path: Path) -> None:
+    with TokenRedirectSandbox(tmp_path / "pbx.sqlite3") as server:
+        server.location = "http://[::1/x"
+        message, paths = failed_token_request(server)
+    assert message == (
+        f"token request to {server.url}{TOKEN_PATH} failed: the answer redirects "
+        "to an invalid address; set FREEPBX_URL to the base URL that the PBX "
+        "serves without redirecting"
+    )
+    assert paths == [TOKEN_PATH]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "name"),
+    [
+        ("FREEPBX_CLIENT_ID", "cl€nt", "FREEPBX_CLIENT_ID (--client-id)"),
+        ("FREEPBX_CLIENT_ID", "client:1", "FREEPBX_CLIENT_ID (--client-id)"),
+        ("FREEPBX_CLIENT_SECRET", "secret\nline", "FREEPBX_CLIENT_SECRET"),
+        ("FREEPBX_CLIENT_SECRET", "secret value", "FREEPBX_CLIENT_SECRET"),
+    ],
+)
+def test_unusable_client_credential_rejected(
+    pbx_env: SandboxServer,
+    monkeypatch: pytest.MonkeyPatch,
+    variable: str,
+    value: str,
+    name: str,
+) -> None:
+    monkeypatch.setenv(variable, value)
+    result = run_cli("plan", "-f", str(EXAMPLE), "--allow-http")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[-1].startswith(
+        f"Error: {name} contains a space, a control character or a character "
+        "outside ASCII; it takes letters, digits and ASCII punctuation"
+    )
+    assert value not in result.stdout + result.stderr
+    assert pbx_env.requests == []

@@ -13,6 +13,7 @@ import logging
 import re
 import time
 from collections.abc import Callable
+from email.message import Message
 from types import TracebackType
 from typing import Any, TypeVar
 from urllib.parse import urljoin
@@ -351,19 +352,38 @@ def _public(error: Exception) -> Exception:
     return error.api_error if isinstance(error, _ServerFailure) else error
 
 
+def _json_body(response: requests.Response) -> Any:
+    """Return the decoded JSON body, or None when the body is not JSON.
+
+    The bytes are read as UTF-8 unless the Content-Type declares another
+    charset. requests' `text` would scan the whole body to guess a charset
+    when none is declared.
+    """
+    content_type = response.headers.get("Content-Type", "")
+    charset = None
+    if "charset" in content_type.lower():
+        message = Message()
+        message["Content-Type"] = content_type
+        charset = message.get_content_charset()
+    content = response.content
+    try:
+        if charset not in (None, "utf-8", "utf8"):
+            try:
+                return json.loads(content.decode(charset))
+            except LookupError:
+                pass  # a charset Python does not know: read the bytes as UTF-8
+        return json.loads(content)
+    except (ValueError, RecursionError):
+        return None
+
+
 def _graphql_data(operation: str, response: requests.Response) -> Any:
     """Return the `data` of a GraphQL response, or raise the error it reports.
 
     A body with `errors` is an ApiError at any HTTP status, because FreePBX 16
     responds to errors with HTTP 400 and FreePBX 17 with HTTP 200.
     """
-    # json.loads reads UTF-8 bytes directly. requests' `text` would scan the
-    # whole body to guess its charset when the Content-Type names none and is
-    # neither JSON nor text.
-    try:
-        body = json.loads(response.content)
-    except (ValueError, RecursionError):
-        body = None
+    body = _json_body(response)
     if isinstance(body, dict):
         errors = body.get("errors")
         if errors:

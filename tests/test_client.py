@@ -237,6 +237,33 @@ def test_body_decoded_as_utf8_without_charset(canned: CannedSandbox) -> None:
     assert data == {"name": "José Álvarez"}
 
 
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "application/json; charset=ISO-8859-1",
+        "application/json; charset=windows-1252",
+        'application/json; charset="latin1"',
+    ],
+)
+def test_body_decoded_with_declared_charset(
+    canned: CannedSandbox, content_type: str
+) -> None:
+    body = '{"data": {"name": "José Álvarez"}}'.encode("latin-1")
+    canned.canned = HttpResponse(200, (("Content-Type", content_type),), body)
+    with FreePBXClient(settings_for(canned)) as client:
+        data = client.query("fetchNeedReload", FETCH_NEED_RELOAD, {})
+    assert data == {"name": "José Álvarez"}
+
+
+def test_body_with_unknown_charset_read_as_utf8(canned: CannedSandbox) -> None:
+    body = '{"data": {"name": "José Álvarez"}}'.encode()
+    headers = (("Content-Type", "application/json; charset=x-unknown"),)
+    canned.canned = HttpResponse(200, headers, body)
+    with FreePBXClient(settings_for(canned)) as client:
+        data = client.query("fetchNeedReload", FETCH_NEED_RELOAD, {})
+    assert data == {"name": "José Álvarez"}
+
+
 def test_redirect_not_followed(canned: CannedSandbox) -> None:
     location = (("Location", "/elsewhere/admin/api/api/gql"),)
     canned.canned = HttpResponse(302, location + HTML, b"<h1>Found</h1>")

@@ -321,16 +321,16 @@ def _duplicate_number_problems(
     if number is None:
         return []
     line, column = parsed.position(value_path)
-    if number not in first_line_of:
-        first_line_of[number] = line
+    first = _first_line(number, line, first_line_of)
+    if first is None:
         return []
     return [
         Problem(
             name,
             line,
             column,
-            f"extension {number} is listed twice (first on line "
-            f"{first_line_of[number]}); give each entry its own number",
+            f"extension {number} is listed twice (first on line {first}); give "
+            "each entry its own number",
         )
     ]
 
@@ -349,18 +349,26 @@ def _duplicate_email_problems(
     # Ann@Example.com and ann@example.com as one mailbox.
     key = email.casefold()
     line, column = parsed.position((*path, "email"))
-    if key not in first_line_of:
-        first_line_of[key] = line
+    first = _first_line(key, line, first_line_of)
+    if first is None:
         return []
     return [
         Problem(
             name,
             line,
             column,
-            f"email {shown(email)} is used twice (first on line "
-            f"{first_line_of[key]}); give each entry its own address",
+            f"email {shown(email)} is used twice (first on line {first}); give "
+            "each entry its own address",
         )
     ]
+
+
+def _first_line(key: str, line: int, first_line_of: dict[str, int]) -> int | None:
+    """Return the line where ``key`` was first used, or record ``line`` as that."""
+    if key in first_line_of:
+        return first_line_of[key]
+    first_line_of[key] = line
+    return None
 
 
 def _plain_number(value: Any, parsed: ParsedYaml, path: JsonPath) -> str | None:

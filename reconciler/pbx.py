@@ -21,7 +21,6 @@ CREATED_MESSAGE = "Extension has been created Successfully"
 ALREADY_IN_USE = "This device id is already in use"
 RELOAD_PROCESSING = "Processing"
 RELOAD_EXECUTED = "Executed"
-RELOAD_FAILED = "Failed"
 RELOAD_ALREADY_RUNNING = "Process is already running."
 RELOAD_REQUIRED = "Doreload is required"
 

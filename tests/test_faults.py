@@ -580,16 +580,7 @@ def test_sigterm_stops_after_request_in_flight(tmp_path: Path) -> None:
     target = tmp_path / "new-hires.csv"
     with SandboxServer(tmp_path / "pbx.sqlite3", reload_seconds=0.2) as server:
         server.faults = Faults(latency_ms=300)
-        command = [sys.executable, "-m", "reconciler", "apply", "-f", str(path)]
-        command += ["--allow-http", "--yes", "--credentials-out", str(target)]
-        with subprocess.Popen(
-            command,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=_child_env(server),
-            cwd=tmp_path,
-        ) as child:
+        with _apply_in_child(path, target, server) as child:
             assert child.stdout is not None
             lines = []
             for line in child.stdout:
@@ -617,16 +608,7 @@ def test_second_signal_names_extension_in_flight(tmp_path: Path) -> None:
     with SandboxServer(tmp_path / "pbx.sqlite3", reload_seconds=0.2) as server:
         # The second addExtension takes 3 s, long enough for both signals.
         server.faults = Faults(latency_ms=3000, latency_on=selectors("addExtension:2"))
-        command = [sys.executable, "-m", "reconciler", "apply", "-f", str(path)]
-        command += ["--allow-http", "--yes", "--credentials-out", str(target)]
-        with subprocess.Popen(
-            command,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=_child_env(server),
-            cwd=tmp_path,
-        ) as child:
+        with _apply_in_child(path, target, server) as child:
             assert child.stdout is not None
             for line in child.stdout:
                 if line.startswith("[1/3] "):
@@ -656,6 +638,22 @@ def _stop(child: subprocess.Popen[str]) -> None:
         # A child started with SIGINT ignored (as by a shell's "&") ignores it.
         child.kill()
         child.wait()
+
+
+def _apply_in_child(
+    path: Path, target: Path, server: SandboxServer
+) -> subprocess.Popen[str]:
+    """Start `reconciler apply` in its own process, so a test can signal it."""
+    command = [sys.executable, "-m", "reconciler", "apply", "-f", str(path)]
+    command += ["--allow-http", "--yes", "--credentials-out", str(target)]
+    return subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_child_env(server),
+        cwd=path.parent,
+    )
 
 
 def _child_env(server: SandboxServer | None = None) -> dict[str, str]:

@@ -40,8 +40,8 @@ class TimedSandbox(SandboxServer):
     """The sandbox, adding up the time it spends on each request.
 
     A request's time runs from reading its request line to writing the last
-    byte of its response, so it contains the added delay as the sandbox slept
-    it, the HTTP parsing and the PBX's work: all a client must wait for.
+    byte of its response. So it contains the added delay as the sandbox slept
+    it, the HTTP parsing and the PBX's work, which is all a client waits for.
     """
 
     def __init__(self, *args: Any, reload_seconds: float, **kwargs: Any) -> None:
@@ -102,7 +102,7 @@ class Run:
     requests: Counter[str] = field(default_factory=Counter)
     server_seconds: float = 0.0
     poll_lag: float | None = None
-    # Least and most CPU of the repeated runs this median run was picked from.
+    # Minimum and maximum CPU of the repeated runs the median run came from.
     cpu_spread: tuple[float, float] | None = None
 
     @property
@@ -213,7 +213,7 @@ REPEATS = 5
 
 
 def median_run(runs: list[Run]) -> Run:
-    """Return the run of median CPU, with the least and most CPU of all."""
+    """Return the run of median CPU, with the minimum and maximum CPU of all."""
     if len(runs) == 1:
         return runs[0]
     ordered = sorted(runs, key=lambda run: run.cpu)
@@ -237,8 +237,8 @@ def render_example(runs: list[Run]) -> str:
     median = walls[len(walls) // 2]
     return (
         f"\n`reconciler validate` of the example extensions.yaml, {len(runs)} runs: "
-        f"wall {walls[0]:.3f} s at least, {median:.3f} s median, {walls[-1]:.3f} s "
-        "at most.\n"
+        f"wall {walls[0]:.3f} s minimum, {median:.3f} s median, {walls[-1]:.3f} s "
+        "maximum.\n"
     )
 
 
@@ -260,7 +260,7 @@ def render(
         "own process, so wall time includes Python's start-up. CPU and peak memory "
         "are the tool process's own (getrusage of the child). validate and plan "
         f"ran {REPEATS} times each: the row is the run of median CPU, with the "
-        "least and most CPU of the five in brackets.",
+        "minimum and maximum CPU of the five in brackets.",
         "",
         "| extensions | command | wall s | tool CPU s | peak MB | requests "
         "| expected s | wall / expected | beyond expected, ms per request |",

@@ -21,8 +21,9 @@ from reconciler.yamlfile import ParsedYaml, parse_yaml
 
 # Larger files are rejected before parsing: 10,000 fully specified entries take
 # about 3.2 MB.
-# NOTE: `reconciler validate` of 10,000 short entries (0.7 MB) took 0.7 s of
-# CPU on a 2-core x86_64 machine, so a file near this limit takes about 20 s.
+# NOTE: `reconciler validate` of 10,000 short entries (0.9 MB) took 0.55 s of
+# CPU on a 2-core x86_64 machine (median of 5), so a file near this limit
+# takes about 15 s, an estimate from that rate.
 MAX_FILE_BYTES = 20 * 1024 * 1024
 
 SETTING_KEYS = (

@@ -98,11 +98,11 @@ def _never(value: Any) -> bool:
 
 
 def _type(names: Any, schema: dict[str, Any]) -> Check:
-    wanted = [names] if isinstance(names, str) else list(names)
-    if not wanted:
+    type_names = [names] if isinstance(names, str) else list(names)
+    if not type_names:
         raise Uncompilable("type names no type")
     tests = []
-    for name in wanted:
+    for name in type_names:
         if name not in _TYPE_TESTS:
             raise Uncompilable(f"unknown type {name!r}")
         tests.append(_TYPE_TESTS[name])
@@ -222,7 +222,7 @@ def _unique_by_pairs(items: list[Any]) -> bool:
 def _any_of(schemas: Any, schema: dict[str, Any]) -> Check:
     if not isinstance(schemas, list) or not schemas:
         raise Uncompilable("anyOf must be a non-empty list")
-    checks = [compile_schema(each) for each in schemas]
+    checks = [compile_schema(subschema) for subschema in schemas]
     combined = checks[0]
     for other in checks[1:]:
         combined = _either(combined, other)
@@ -232,7 +232,8 @@ def _any_of(schemas: Any, schema: dict[str, Any]) -> Check:
 def _object(properties: Any, schema: dict[str, Any]) -> Check:
     """Check properties, required and additionalProperties in one pass."""
     property_checks = {
-        name: compile_schema(each) for name, each in (properties or {}).items()
+        name: compile_schema(subschema)
+        for name, subschema in (properties or {}).items()
     }
     required = list(schema.get("required", []))
     additional = schema.get("additionalProperties", True)
@@ -245,8 +246,8 @@ def _object(properties: Any, schema: dict[str, Any]) -> Check:
             if name not in value:
                 return False
         for name, item in value.items():
-            each = property_checks.get(name, extra_check)
-            if each is not None and not each(item):
+            item_check = property_checks.get(name, extra_check)
+            if item_check is not None and not item_check(item):
                 return False
         return True
 
@@ -272,16 +273,16 @@ _BUILDERS: dict[str, Callable[[Any, dict[str, Any]], Check]] = {
 _KEYWORDS = frozenset({*_BUILDERS, "required", "additionalProperties"})
 
 
-def json_equal(one: Any, two: Any) -> bool:
-    """Compare two values as JSON does: true is not 1, but 1 is 1.0."""
-    if isinstance(one, bool) or isinstance(two, bool):
-        return isinstance(one, bool) and isinstance(two, bool) and one == two
-    if isinstance(one, list) and isinstance(two, list):
-        return len(one) == len(two) and all(map(json_equal, one, two))
-    if isinstance(one, dict) and isinstance(two, dict):
-        return one.keys() == two.keys() and all(
-            json_equal(one[key], two[key]) for key in one
+def json_equal(left: Any, right: Any) -> bool:
+    """Compare right values as JSON does: true is not 1, but 1 is 1.0."""
+    if isinstance(left, bool) or isinstance(right, bool):
+        return isinstance(left, bool) and isinstance(right, bool) and left == right
+    if isinstance(left, list) and isinstance(right, list):
+        return len(left) == len(right) and all(map(json_equal, left, right))
+    if isinstance(left, dict) and isinstance(right, dict):
+        return left.keys() == right.keys() and all(
+            json_equal(left[key], right[key]) for key in left
         )
-    if isinstance(one, list | dict) or isinstance(two, list | dict):
+    if isinstance(left, list | dict) or isinstance(right, list | dict):
         return False
-    return bool(one == two)
+    return bool(left == right)

@@ -411,9 +411,10 @@ def parse_plain(text: str) -> ParsedYaml | None:
 
     Almost every extensions.yaml is one document without anchors, aliases,
     tags, duplicate keys or invalid values. For such a file this gives the
-    same ParsedYaml as composing nodes and building from them, in a third of
-    the time. For anything else it returns None, and parse_yaml takes the
-    full path, which reports the problems.
+    same ParsedYaml as composing nodes and building from them, in about a
+    quarter of the time (0.19 s against 0.8-1.0 s at 10,000 entries). For
+    anything else it returns None, and parse_yaml takes the full path, which
+    reports the problems.
     """
     if CParser is None:
         return None

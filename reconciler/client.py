@@ -1,8 +1,8 @@
 """Speak to FreePBX: the OAuth2 token endpoint, the GraphQL endpoint and REST reads.
 
-One token per run, reused; one HTTP session (connection reuse) for every
-request. Every FreePBX error shape becomes an ApiError or TokenError whose
-message is safe to show: no response body of the token endpoint, no secret.
+One token per run, reused; one kept-alive connection for every request.
+Every FreePBX error shape becomes an ApiError or TokenError whose message is
+safe to show: no response body of the token endpoint, no secret.
 """
 
 from __future__ import annotations
@@ -10,16 +10,16 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
 import re
 import time
 from collections.abc import Callable
 from email.message import Message
 from types import TracebackType
 from typing import Any, TypeVar
-from urllib.parse import urljoin
+from urllib.parse import urlencode, urljoin, urlsplit
 
-import requests
-
+from reconciler import __version__
 from reconciler.errors import (
     ApiError,
     OutcomeUnknown,
@@ -30,6 +30,13 @@ from reconciler.errors import (
 )
 from reconciler.redact import register_secret
 from reconciler.settings import ConnectionSettings
+from reconciler.transport import (
+    Connection,
+    NotSent,
+    Response,
+    TransportError,
+    proxy_for,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,18 +51,6 @@ READ_BACKOFF_SECONDS = 0.5
 _BEARER_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 
 
-class _BearerAuth(requests.auth.AuthBase):
-    """The current access token, added to each REST request."""
-
-    def __init__(self) -> None:
-        self.token: str | None = None
-
-    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        if self.token is not None:
-            request.headers["Authorization"] = f"Bearer {self.token}"
-        return request
-
-
 class FreePBXClient:
     """A connection to one FreePBX's API, used as a context manager."""
 
@@ -64,29 +59,26 @@ class FreePBXClient:
         # Nothing prints the client secret; masking it guards against a
         # server or library that echoes a request back into an error.
         register_secret(settings.client_secret)
-        self._auth = _BearerAuth()
-        self._session: requests.Session | None = None
-        self._graphql_request: requests.PreparedRequest | None = None
+        self._token: str | None = None
+        self._connection: Connection | None = None
         self.request_counts: dict[str, int] = {}
 
     def __enter__(self) -> FreePBXClient:
-        session = requests.Session()
-        # requests reads proxy settings from the environment on every request,
-        # which costs more than the rest of the client's work per request.
-        # Read them once here; the CA bundle and auth are always explicit.
-        session.proxies.update(requests.utils.get_environ_proxies(self.settings.url))
-        session.trust_env = False
-        self._session = session
-        # The URL and headers of every GraphQL request are prepared once.
-        # session.post would parse the URL and merge the session's settings
-        # again each time, about a fifth of the client's CPU per request
-        # (measured against the sandbox).
-        self._graphql_request = session.prepare_request(
-            requests.Request(
-                "POST",
-                self.settings.graphql_url,
-                headers={"Content-Type": "application/json"},
-            )
+        settings = self.settings
+        try:
+            proxy = proxy_for(settings.url, dict(os.environ))
+        except ValueError as error:
+            raise PbxUnreachable(f"cannot reach {settings.url}: {error}") from None
+        if proxy is not None:
+            if proxy.authorization is not None:
+                register_secret(proxy.authorization.removeprefix("Basic "))
+            log.debug("connecting through the proxy %s:%d", proxy.host, proxy.port)
+        self._connection = Connection(
+            settings.url,
+            ca_bundle=settings.ca_bundle,
+            connect_timeout=settings.connect_timeout,
+            read_timeout=settings.read_timeout,
+            proxy=proxy,
         )
         return self
 
@@ -96,14 +88,15 @@ class FreePBXClient:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        if self._session is not None:
-            self._session.close()
-        self._session = None
-        self._graphql_request = None
+        if self._connection is not None:
+            self._connection.close()
+        self._connection = None
 
-    def _http_session(self) -> requests.Session:
-        assert self._session is not None, "use FreePBXClient as a context manager"
-        return self._session
+    def _send_request(
+        self, method: str, url: str, headers: dict[str, str], body: bytes | None
+    ) -> Response:
+        assert self._connection is not None, "use FreePBXClient as a context manager"
+        return self._connection.request(method, url, headers, body)
 
     # --- token -------------------------------------------------------------
 
@@ -117,44 +110,34 @@ class FreePBXClient:
         for attempt in range(1, READ_ATTEMPTS + 1):
             try:
                 response = self._post_token_request()
-            except requests.RequestException as error:
-                failure = f"token request to {settings.token_url} failed: " + (
-                    _network_reason(error)
-                )
-                # A certificate that fails verification, or a redirect loop,
-                # fails again on a retry.
-                if attempt == READ_ATTEMPTS or isinstance(
-                    error,
-                    requests.exceptions.SSLError | requests.exceptions.TooManyRedirects,
-                ):
+            except TransportError as error:
+                failure = f"token request to {settings.token_url} failed: {error}"
+                # A certificate that fails verification fails again on a retry.
+                if attempt == READ_ATTEMPTS or not error.retryable:
                     raise _TokenRequestFailed(failure) from None
-            except ValueError:
-                # requests parses the Location of each redirect and raises
-                # ValueError for an invalid one, such as http://[::1/x.
-                raise _TokenRequestFailed(
-                    f"token request to {settings.token_url} failed: {_BAD_REDIRECT}"
-                ) from None
             else:
-                if response.status_code < 500 or attempt == READ_ATTEMPTS:
+                if response.status < 500 or attempt == READ_ATTEMPTS:
                     break
-                failure = f"token request failed with HTTP {response.status_code}"
+                failure = f"token request failed with HTTP {response.status}"
             delay = READ_BACKOFF_SECONDS * 2 ** (attempt - 1)
             log.warning("%s; retrying in %.1f s", failure, delay)
             time.sleep(delay)
-        self._auth.token = _token_from(response, settings)
-        register_secret(self._auth.token)
+        self._token = _token_from(response, settings)
+        register_secret(self._token)
 
-    def _post_token_request(self) -> requests.Response:
+    def _post_token_request(self) -> Response:
         settings = self.settings
         self._count("token")
         log.debug("requesting a token from %s", settings.token_url)
-        return self._http_session().post(
-            settings.token_url,
-            data={"grant_type": "client_credentials", "scope": settings.scope},
-            auth=(settings.client_id, settings.client_secret),
-            verify=settings.verify,
-            timeout=(settings.connect_timeout, settings.read_timeout),
-        )
+        credentials = f"{settings.client_id}:{settings.client_secret}".encode()
+        headers = {
+            **_HEADERS,
+            "Authorization": "Basic " + base64.b64encode(credentials).decode(),
+            "Content-Type": "application/x-www-form-urlencoded",
+        }
+        form = {"grant_type": "client_credentials", "scope": settings.scope}
+        body = urlencode(form).encode()
+        return self._send_request("POST", settings.token_url, headers, body)
 
     def granted_scopes(self) -> frozenset[str]:
         """Return the scopes of the access token, requesting a token if there is none.
@@ -175,10 +158,10 @@ class FreePBXClient:
 
         Requests a token if there is none yet.
         """
-        if self._auth.token is None:
+        if self._token is None:
             self.fetch_token()
-        assert self._auth.token is not None
-        return _jwt_scopes(self._auth.token)
+        assert self._token is not None
+        return _jwt_scopes(self._token)
 
     # --- GraphQL -----------------------------------------------------------
 
@@ -215,7 +198,7 @@ class FreePBXClient:
             raise OutcomeUnknown(f"{operation}: {error}") from None
 
     def _execute(self, operation: str, document: str, variables: dict[str, Any]) -> Any:
-        if self._auth.token is None:
+        if self._token is None:
             self.fetch_token()
         try:
             return self._send(operation, document, variables)
@@ -235,55 +218,30 @@ class FreePBXClient:
         POST that is redirected would be resent as a GET, or with its
         variables (PINs, passwords) to another scheme or host.
         """
-        # TODO: requests and urllib3 cost about 0.75-0.95 ms per request beyond
-        # the PBX's time, which keeps an apply of 1,000 extensions 5.5 % over
-        # its round trips against a 5 % target (docs/benchmarks.md). A
-        # lighter HTTP client here would close the gap.
-        settings = self.settings
-        session = self._http_session()
-        assert self._graphql_request is not None
-        request = self._graphql_request.copy()
-        request.headers["Authorization"] = f"Bearer {self._auth.token}"
+        headers = {
+            **_HEADERS,
+            "Authorization": f"Bearer {self._token}",
+            "Content-Type": "application/json",
+        }
         body = json.dumps({"query": document, "variables": variables}).encode()
-        request.prepare_body(body, None)
-        # Send the cookies the server has set, as session.post would.
-        request.prepare_cookies(session.cookies)
-        self._count(operation)
-        status: int | None = None
-        started = time.monotonic()
-        try:
-            response = session.send(
-                request,
-                verify=settings.verify,
-                timeout=(settings.connect_timeout, settings.read_timeout),
-                allow_redirects=False,
-            )
-            status = response.status_code
-        except requests.RequestException as error:
-            raise _connection_error(operation, error, settings.graphql_url) from None
-        except ValueError:
-            # The token and the body are checked, so this is requests parsing
-            # the Location of a redirect it would not follow anyway.
-            raise ApiError(operation, _BAD_REDIRECT, None) from None
-        finally:
-            elapsed = (time.monotonic() - started) * 1000
-            log.debug("%s: HTTP %s in %.0f ms", operation, status, elapsed)
+        url = self.settings.graphql_url
+        response = self._timed(operation, "POST", url, headers, body)
         return _graphql_data(operation, response)
 
     # --- REST --------------------------------------------------------------
 
-    def rest_get(self, operation: str, url: str) -> requests.Response:
+    def rest_get(self, operation: str, url: str) -> Response:
         """GET a REST route with the access token and return the response.
 
         Network failures and HTTP 5xx are retried as for GraphQL reads, and
-        an OAuth rejection gets one new token. Other statuses are the
-        caller's to read. No body is logged or put in an error, because
-        userman's responses contain password hashes.
+        an OAuth rejection gets one new token. A redirect is an ApiError.
+        Other statuses are the caller's to read. No body is logged or put in
+        an error, because userman's responses contain password hashes.
         """
         return self._read(operation, lambda: self._rest_get_once(operation, url))
 
-    def _rest_get_once(self, operation: str, url: str) -> requests.Response:
-        if self._auth.token is None:
+    def _rest_get_once(self, operation: str, url: str) -> Response:
+        if self._token is None:
             self.fetch_token()
         response = self._send_get(operation, url)
         rejection = _rest_auth_rejection(response)
@@ -294,35 +252,48 @@ class FreePBXClient:
             rejection = _rest_auth_rejection(response)
             if rejection is not None:
                 raise TokenRejected(
-                    operation,
-                    f"access token rejected: {rejection}",
-                    response.status_code,
+                    operation, f"access token rejected: {rejection}", response.status
                 )
-        if response.status_code >= 500:
-            status = response.status_code
+        if response.status >= 500:
+            status = response.status
             raise _ServerFailure(operation, f"server error HTTP {status}", status)
+        if response.is_redirect:
+            raise ApiError(operation, _redirect_problem(response), response.status)
         return response
 
-    def _send_get(self, operation: str, url: str) -> requests.Response:
-        session = self._http_session()
+    def _send_get(self, operation: str, url: str) -> Response:
+        headers = {**_HEADERS, "Authorization": f"Bearer {self._token}"}
+        return self._timed(operation, "GET", url, headers, None)
+
+    def _timed(
+        self,
+        operation: str,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        body: bytes | None,
+    ) -> Response:
+        """Send one request of `operation`, counted and logged with its time."""
         self._count(operation)
+        status: int | None = None
         started = time.monotonic()
         try:
-            response = session.get(
-                url,
-                auth=self._auth,
-                verify=self.settings.verify,
-                timeout=(self.settings.connect_timeout, self.settings.read_timeout),
-            )
-        except requests.RequestException as error:
+            response = self._send_request(method, url, headers, body)
+            status = response.status
+        except TransportError as error:
             raise _connection_error(operation, error, url) from None
-        elapsed = (time.monotonic() - started) * 1000
-        log.debug("%s: HTTP %s in %.0f ms", operation, response.status_code, elapsed)
+        finally:
+            elapsed = (time.monotonic() - started) * 1000
+            log.debug("%s: HTTP %s in %.0f ms", operation, status, elapsed)
         return response
 
     def _count(self, kind: str) -> None:
         self.request_counts[kind] = self.request_counts.get(kind, 0) + 1
 
+
+# Sent with every request: they name the client in the web server's access
+# log and request JSON.
+_HEADERS = {"User-Agent": f"reconciler/{__version__}", "Accept": "application/json"}
 
 _BAD_REDIRECT = (
     "the answer redirects to an invalid address; set FREEPBX_URL to the base URL "
@@ -352,20 +323,19 @@ def _public(error: Exception) -> Exception:
     return error.api_error if isinstance(error, _ServerFailure) else error
 
 
-def _json_body(response: requests.Response) -> Any:
+def _json_body(response: Response) -> Any:
     """Return the decoded JSON body, or None when the body is not JSON.
 
     The bytes are read as UTF-8 unless the Content-Type declares another
-    charset. requests' `text` would scan the whole body to guess a charset
-    when none is declared.
+    charset.
     """
-    content_type = response.headers.get("Content-Type", "")
+    content_type = response.header("Content-Type") or ""
     charset = None
     if "charset" in content_type.lower():
         message = Message()
         message["Content-Type"] = content_type
         charset = message.get_content_charset()
-    content = response.content
+    content = response.body
     try:
         if charset not in (None, "utf-8", "utf8"):
             try:
@@ -377,7 +347,7 @@ def _json_body(response: requests.Response) -> Any:
         return None
 
 
-def _graphql_data(operation: str, response: requests.Response) -> Any:
+def _graphql_data(operation: str, response: Response) -> Any:
     """Return the `data` of a GraphQL response, or raise the error it reports.
 
     A body with `errors` is an ApiError at any HTTP status, because FreePBX 16
@@ -387,18 +357,16 @@ def _graphql_data(operation: str, response: requests.Response) -> Any:
     if isinstance(body, dict):
         errors = body.get("errors")
         if errors:
-            raise ApiError(operation, _first_message(errors), response.status_code)
+            raise ApiError(operation, _first_message(errors), response.status)
         data = body.get("data")
         if data is not None:
             return data
     raise _not_graphql_error(operation, response, body)
 
 
-def _not_graphql_error(
-    operation: str, response: requests.Response, body: Any
-) -> Exception:
+def _not_graphql_error(operation: str, response: Response, body: Any) -> Exception:
     """Return the error for a response that carries neither `data` nor `errors`."""
-    status = response.status_code
+    status = response.status
     oauth = _oauth_error_message(body)
     # FreePBX 15/16 respond 401; FreePBX 17 may respond 500 with the OAuth message.
     if status == 401 or (status == 500 and oauth is not None):
@@ -410,22 +378,32 @@ def _not_graphql_error(
     if response.is_redirect:
         # NOTE: an ApiError means that FreePBX did not run the request, which
         # holds when the web server redirects before FreePBX's PHP code runs.
-        location = urljoin(response.url, response.headers["Location"])
-        return ApiError(
-            operation,
-            f"the request was redirected to {location} and not resent; set "
-            "FREEPBX_URL to the base URL of that address",
-            status,
-        )
+        return ApiError(operation, _redirect_problem(response), status)
     return _ServerFailure(operation, "the answer is not a GraphQL response", status)
 
 
-def _rest_auth_rejection(response: requests.Response) -> str | None:
+def _redirect_problem(response: Response) -> str:
+    """Return the problem of a redirected request, naming where it points."""
+    location = response.header("Location") or ""
+    try:
+        target = urljoin(response.url, location)
+        urlsplit(target).port  # noqa: B018 - raises ValueError for port 99999
+    except ValueError:  # an invalid address, such as http://[::1/x
+        return _BAD_REDIRECT
+    if not target.isprintable():
+        return _BAD_REDIRECT
+    return (
+        f"the request was redirected to {target} and not resent; set "
+        "FREEPBX_URL to the base URL of that address"
+    )
+
+
+def _rest_auth_rejection(response: Response) -> str | None:
     """Return why FreePBX rejected the token of a REST request, or None.
 
     A 401 without an OAuth body is a scope check, which a new token cannot fix.
     """
-    if response.status_code not in (401, 500):
+    if response.status not in (401, 500):
         return None
     return _oauth_message(response.text)
 
@@ -487,13 +465,17 @@ def _oauth_error_message(body: Any) -> str | None:
     return None
 
 
-def _token_from(response: requests.Response, settings: ConnectionSettings) -> str:
+def _token_from(response: Response, settings: ConnectionSettings) -> str:
     url = settings.token_url
+    if response.is_redirect:
+        raise TokenError(
+            f"token request to {url} failed: {_redirect_problem(response)}"
+        )
     try:
         body = response.json()
     except ValueError:
         body = None
-    if response.status_code == 200 and isinstance(body, dict):
+    if response.status == 200 and isinstance(body, dict):
         token = body.get("access_token")
         if (
             isinstance(token, str)
@@ -507,7 +489,7 @@ def _token_from(response: requests.Response, settings: ConnectionSettings) -> st
                 "because it contains characters that a bearer token cannot "
                 "contain; check the FreePBX API module and its logs"
             )
-    raise TokenError(_token_failure(response.status_code, body, url, settings.scope))
+    raise TokenError(_token_failure(response.status, body, url, settings.scope))
 
 
 def _token_failure(status: int, body: Any, url: str, scope: str) -> str:
@@ -540,95 +522,8 @@ def _token_failure(status: int, body: Any, url: str, scope: str) -> str:
 
 
 def _connection_error(
-    operation: str, error: requests.RequestException, url: str
+    operation: str, error: TransportError, url: str
 ) -> ReconcilerError:
-    reason = _network_reason(error)
-    if _was_not_sent(error):
-        return PbxUnreachable(f"{operation}: cannot reach {url}: {reason}")
-    return OutcomeUnknown(f"{operation}: no answer from {url}: {reason}")
-
-
-def _was_not_sent(error: BaseException | None) -> bool:
-    """Tell whether a requests failure happened before the request left."""
-    if isinstance(
-        error, requests.exceptions.ConnectTimeout | requests.exceptions.SSLError
-    ):
-        return True
-    if isinstance(error, requests.exceptions.ConnectionError):
-        text = str(error)
-        return (
-            "NewConnectionError" in text
-            or "NameResolutionError" in text
-            or ("Failed to resolve" in text)
-        )
-    return False
-
-
-def _network_reason(error: Exception) -> str:
-    # The cause of a failure, for --debug. requests' text names the host and
-    # port but never a header or body, so it carries no secret.
-    log.debug("network failure: %s: %s", type(error).__name__, error)
-    if isinstance(error, requests.exceptions.SSLError):
-        return _tls_reason(str(error))
-    if isinstance(error, requests.exceptions.ConnectTimeout):
-        return "connection timed out"
-    if isinstance(error, requests.exceptions.ReadTimeout):
-        return "timed out waiting for the answer"
-    if isinstance(error, requests.exceptions.TooManyRedirects):
-        return (
-            "too many redirects; set FREEPBX_URL to the base URL that the PBX "
-            "serves without redirecting"
-        )
-    text = str(error)
-    if "NameResolutionError" in text or "Failed to resolve" in text:
-        return "host name not found (DNS)"
-    if "Connection refused" in text:
-        return "connection refused"
-    if "reset" in text.lower():
-        return "connection reset"
-    if "without response" in text:
-        return "connection closed without a response"
-    return "connection failed"
-
-
-# OpenSSL's reasons when the other end responds to a TLS handshake with something
-# else, such as a plain HTTP server.
-_NOT_TLS_REASONS = (
-    "WRONG_VERSION_NUMBER",
-    "UNKNOWN_PROTOCOL",
-    "RECORD_LAYER_FAILURE",
-    "PACKET_LENGTH_TOO_LONG",
-    "HTTP_REQUEST",
-)
-# OpenSSL's reasons when the CA bundle file contains no usable certificate.
-_CA_BUNDLE_REASONS = ("NO_CERTIFICATE_OR_CRL_FOUND", "PEM routines", "[PEM:", "[X509:")
-
-
-def _tls_reason(text: str) -> str:
-    """Return why a TLS handshake failed, in words that point to the fix."""
-    if "CERTIFICATE_VERIFY_FAILED" in text:
-        if "mismatch" in text:
-            return (
-                "TLS certificate does not match the host name of the URL; use the "
-                "name or address the certificate was issued for"
-            )
-        return "TLS certificate verification failed (pass --ca-bundle for a private CA)"
-    if any(reason in text for reason in _NOT_TLS_REASONS):
-        return (
-            "the server does not speak TLS on this port; check the port, or use "
-            "http:// with --allow-http if the PBX serves plain HTTP there"
-        )
-    if "UNEXPECTED_EOF" in text or "EOF occurred" in text:
-        # A plain HTTP server that reads the handshake as a bad request and
-        # closes, or a TLS server that drops it.
-        return (
-            "the server closed the connection during the TLS handshake; check that "
-            "it serves HTTPS on this port, or use http:// with --allow-http if it "
-            "serves plain HTTP"
-        )
-    if any(reason in text for reason in _CA_BUNDLE_REASONS):
-        return (
-            "the CA bundle (--ca-bundle, FREEPBX_CA_BUNDLE) holds no usable "
-            "certificate; give a PEM file of CA certificates"
-        )
-    return "TLS handshake failed (run with --debug for the cause)"
+    if isinstance(error, NotSent):
+        return PbxUnreachable(f"{operation}: cannot reach {url}: {error}")
+    return OutcomeUnknown(f"{operation}: no answer from {url}: {error}")

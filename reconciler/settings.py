@@ -38,11 +38,6 @@ class ConnectionSettings:
     def graphql_url(self) -> str:
         return self.url + GRAPHQL_PATH
 
-    @property
-    def verify(self) -> bool | str:
-        """Return the ``verify`` value for requests: a CA bundle path or True."""
-        return self.ca_bundle or True
-
 
 def build_settings(
     url: str | None,

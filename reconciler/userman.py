@@ -18,9 +18,8 @@ from reconciler.errors import ApiError
 from reconciler.redact import register_secret
 
 if TYPE_CHECKING:
-    import requests
-
     from reconciler.client import FreePBXClient
+    from reconciler.transport import Response
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +94,7 @@ def read_email_state(client: FreePBXClient) -> EmailState:
     url = client.settings.url + USERS_PATH
     operation = f"GET {USERS_PATH}"
     response = client.rest_get(operation, url)
-    status = response.status_code
+    status = response.status
     if status in (401, 403):
         return not_checked(
             f"FreePBX refused {operation} (HTTP {status}) although the token "
@@ -113,7 +112,7 @@ def read_email_state(client: FreePBXClient) -> EmailState:
     return EmailState(users=users)
 
 
-def _users_from(response: requests.Response, operation: str) -> tuple[UsermanUser, ...]:
+def _users_from(response: Response, operation: str) -> tuple[UsermanUser, ...]:
     try:
         body = response.json()
     except ValueError:

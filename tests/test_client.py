@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
-import requests
 from conftest import operations, run_cli
 
 from reconciler import pbx as freepbx
 from reconciler.client import FreePBXClient
-from reconciler.errors import ApiError, PbxUnreachable, TokenError
+from reconciler.errors import ApiError, OutcomeUnknown, PbxUnreachable, TokenError
 from reconciler.models import DesiredExtension
 from reconciler.operations import FETCH_NEED_RELOAD
 from reconciler.sandbox.exchange import HttpRequest, HttpResponse
@@ -68,7 +70,7 @@ def test_token_endpoint_not_oauth(tmp_path: Path, pbx: SandboxServer) -> None:
 def test_rejected_token_renewed_once(pbx: SandboxServer) -> None:
     with FreePBXClient(settings_for(pbx)) as client:
         client.fetch_token()
-        client._auth.token = "garbage.token.value"
+        client._token = "garbage.token.value"
         state = read(client)
     assert state == ()
     assert operations(pbx) == [
@@ -88,7 +90,7 @@ def test_expired_token_renewed(pbx: SandboxServer) -> None:
         pbx.client_id, ["gql:core", "gql:framework"], expired=True
     )
     with FreePBXClient(settings_for(pbx)) as client:
-        client._auth.token = expired
+        client._token = expired
         assert read(client) == ()
     assert operations(pbx) == ["fetchAllExtensions", "token", "fetchAllExtensions"]
 
@@ -345,24 +347,27 @@ def failed_token_request(server: SandboxServer) -> tuple[str, list[str]]:
     """Request a token that fails; return the error and the paths requested."""
     with (
         FreePBXClient(settings_for(server)) as client,
-        pytest.raises(PbxUnreachable) as caught,
+        pytest.raises(TokenError) as caught,
     ):
         client.fetch_token()
     return str(caught.value), [record.path for record in server.requests]
 
 
-def test_token_redirect_loop_not_retried(tmp_path: Path) -> None:
+def test_token_redirect_not_followed(tmp_path: Path) -> None:
     with TokenRedirectSandbox(tmp_path / "pbx.sqlite3") as server:
+        server.location = "https://pbx.example/admin/api/api/token"
         message, paths = failed_token_request(server)
     assert message == (
-        f"token request to {server.url}{TOKEN_PATH} failed: too many redirects; "
-        "set FREEPBX_URL to the base URL that the PBX serves without redirecting"
+        f"token request to {server.url}{TOKEN_PATH} failed: the request was "
+        "redirected to https://pbx.example/admin/api/api/token and not resent; "
+        "set FREEPBX_URL to the base URL of that address"
     )
-    # One request and the redirects of one attempt, not of three.
-    assert paths == [TOKEN_PATH] * (requests.Session().max_redirects + 1)
+    assert paths == [TOKEN_PATH]
 
 
-@pytest.mark.parametrize("location", ["http://[::1/x", "http://127.0.0.1:99999/x"])
+@pytest.mark.parametrize(
+    "location", ["http://[::1/x", "http://127.0.0.1:99999/x", "/x\x1b[31m"]
+)
 def test_redirect_to_invalid_address(canned: CannedSandbox, location: str) -> None:
     canned.canned = HttpResponse(302, (("Location", location), *HTML), b"")
     with (
@@ -371,8 +376,7 @@ def test_redirect_to_invalid_address(canned: CannedSandbox, location: str) -> No
     ):
         client.query("fetchNeedReload", FETCH_NEED_RELOAD, {})
     assert str(caught.value) == (
-        # requests raises before it returns the response, so its status is lost.
-        "fetchNeedReload failed (no HTTP status): the answer redirects to an "
+        "fetchNeedReload failed (HTTP 302): the answer redirects to an "
         "invalid address; set FREEPBX_URL to the base URL that the PBX serves "
         "without redirecting"
     )
@@ -416,3 +420,73 @@ def test_unusable_client_credential_rejected(
     )
     assert value not in result.stdout + result.stderr
     assert pbx_env.requests == []
+
+
+def test_gzip_body_decoded(canned: CannedSandbox) -> None:
+    body = gzip.compress(b'{"data": {"status": true}}')
+    canned.canned = HttpResponse(200, (*JSON, ("Content-Encoding", "gzip")), body)
+    with FreePBXClient(settings_for(canned)) as client:
+        data = client.query("fetchNeedReload", FETCH_NEED_RELOAD, {})
+    assert data == {"status": True}
+
+
+def test_corrupt_gzip_body_is_no_answer(canned: CannedSandbox) -> None:
+    body = gzip.compress(b'{"data": {"status": true}}')[:-12]
+    canned.canned = HttpResponse(200, (*JSON, ("Content-Encoding", "gzip")), body)
+    with (
+        FreePBXClient(settings_for(canned)) as client,
+        pytest.raises(OutcomeUnknown) as caught,
+    ):
+        client.query("fetchNeedReload", FETCH_NEED_RELOAD, {})
+    assert str(caught.value) == (
+        f"fetchNeedReload: no answer from {canned.url}{GRAPHQL_PATH}: the "
+        "answer's gzip encoding is corrupt"
+    )
+    assert graphql_paths(canned) == [GRAPHQL_PATH] * 3
+
+
+@pytest.mark.parametrize("encoding", ["identity", "gzip"])
+def test_body_over_maximum_not_read(
+    canned: CannedSandbox, monkeypatch: pytest.MonkeyPatch, encoding: str
+) -> None:
+    monkeypatch.setattr("reconciler.transport.MAX_BODY_BYTES", 1000)
+    body = json.dumps({"data": {"names": ["x" * 100] * 20}}).encode()
+    headers: tuple[tuple[str, str], ...] = JSON
+    if encoding == "gzip":
+        body = gzip.compress(body)
+        headers = (*JSON, ("Content-Encoding", "gzip"))
+        assert len(body) < 1000
+    canned.canned = HttpResponse(200, headers, body)
+    with (
+        FreePBXClient(settings_for(canned)) as client,
+        pytest.raises(OutcomeUnknown) as caught,
+    ):
+        client.mutate("doreload", "mutation { doreload }", {})
+    assert str(caught.value) == (
+        f"doreload: no answer from {canned.url}{GRAPHQL_PATH}: the answer is "
+        "larger than 1,000 bytes, the maximum read"
+    )
+
+
+class CookieSandbox(SandboxServer):
+    """The sandbox behind a load balancer that sets a cookie on each answer."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.cookies_received: list[str | None] = []
+
+    def handle(self, request: HttpRequest) -> HttpResponse:
+        self.cookies_received.append(request.header("Cookie"))
+        response = super().handle(request)
+        cookie = ("Set-Cookie", "balancer=node-2; Path=/; HttpOnly")
+        return replace(response, headers=(*response.headers, cookie))
+
+
+def test_cookies_sent_back(tmp_path: Path) -> None:
+    with (
+        CookieSandbox(tmp_path / "pbx.sqlite3") as server,
+        FreePBXClient(settings_for(server)) as client,
+    ):
+        client.query("fetchNeedReload", FETCH_NEED_RELOAD, {})
+        client.query("fetchNeedReload", FETCH_NEED_RELOAD, {})
+    assert server.cookies_received == [None, "balancer=node-2", "balancer=node-2"]

@@ -740,7 +740,8 @@ def test_unreachable_pbx_skips_apply_config(
         pbx_env.stop()
         # A stopped server still serves the open keep-alive connection, so the
         # next request must open a new one.
-        client._session.close()
+        assert client._connection is not None
+        client._connection.close()
         return message
 
     monkeypatch.setattr(freepbx, "add_extension", add_then_stop_pbx)

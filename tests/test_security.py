@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import CliResult, operations, run_cli, write_yaml
+from conftest import CliResult, TlsFiles, operations, run_cli, write_yaml
 
 from reconciler import pbx as freepbx
 from reconciler.client import FreePBXClient
@@ -32,63 +28,6 @@ extensions:
 """
 ENV_PIN = "7391648"
 ENV_PASSWORD = "Zq8unique4003Passwd"
-
-
-@dataclass(frozen=True)
-class TlsFiles:
-    """A private CA and a server certificate for 127.0.0.1 that it signed."""
-
-    ca: Path
-    cert: Path
-    key: Path
-
-
-@pytest.fixture(scope="module")
-def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("the openssl command is not installed")
-    directory = tmp_path_factory.mktemp("tls")
-    ec_key = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
-    (directory / "server.ext").write_text(
-        "subjectAltName=IP:127.0.0.1\n"
-        "basicConstraints=CA:FALSE\n"
-        "keyUsage=critical,digitalSignature\n"
-        "extendedKeyUsage=serverAuth\n"
-        "subjectKeyIdentifier=hash\n"
-        "authorityKeyIdentifier=keyid\n",
-        encoding="utf-8",
-    )
-    commands = [
-        f"req -x509 {ec_key} -keyout ca.key -out ca.pem -days 2"
-        " -subj /CN=reconciler-test-CA"
-        " -addext basicConstraints=critical,CA:TRUE"
-        " -addext keyUsage=critical,keyCertSign,cRLSign",
-        f"req {ec_key} -keyout server.key -out server.csr -subj /CN=127.0.0.1",
-        "x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial"
-        " -out server.pem -days 2 -extfile server.ext",
-    ]
-    for command in commands:
-        subprocess.run(
-            [openssl, *command.split()], cwd=directory, check=True, capture_output=True
-        )
-    return TlsFiles(
-        directory / "ca.pem", directory / "server.pem", directory / "server.key"
-    )
-
-
-@pytest.fixture
-def https_pbx(
-    tmp_path: Path, tls_files: TlsFiles, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[SandboxServer]:
-    """A sandbox served over HTTPS, its URL and credentials in the environment."""
-    with SandboxServer(
-        tmp_path / "pbx.sqlite3", tls_cert=tls_files.cert, tls_key=tls_files.key
-    ) as server:
-        monkeypatch.setenv("FREEPBX_URL", server.url)
-        monkeypatch.setenv("FREEPBX_CLIENT_ID", server.client_id)
-        monkeypatch.setenv("FREEPBX_CLIENT_SECRET", server.client_secret)
-        yield server
 
 
 def plan(path: Path, *extra: str) -> CliResult:
@@ -160,7 +99,7 @@ def test_ca_bundle_not_pem_reported(https_pbx: SandboxServer, tmp_path: Path) ->
         "certificate; give a PEM file of CA certificates"
     )
     # --debug shows the library's own reason.
-    assert "network failure: SSLError: " in result.stderr
+    assert "cannot connect: SSLError: " in result.stderr
     assert "NO_CERTIFICATE_OR_CRL_FOUND" in result.stderr
 
 

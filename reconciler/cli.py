@@ -851,6 +851,7 @@ def _connection(
             scope=options.scope,
             connect_timeout=options.connect_timeout,
             read_timeout=options.read_timeout,
+            use_proxy=False,
         )
 
 

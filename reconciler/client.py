@@ -65,10 +65,13 @@ class FreePBXClient:
 
     def __enter__(self) -> FreePBXClient:
         settings = self.settings
-        try:
-            proxy = proxy_for(settings.url, dict(os.environ))
-        except ValueError as error:
-            raise PbxUnreachable(f"cannot reach {settings.url}: {error}") from None
+        proxy = None
+        if settings.use_proxy:
+            try:
+                proxy = proxy_for(settings.url, dict(os.environ))
+            except ValueError as error:
+                problem = f"cannot reach {settings.url}: {error}"
+                raise PbxUnreachable(problem) from None
         if proxy is not None:
             if proxy.authorization is not None:
                 register_secret(proxy.authorization.removeprefix("Basic "))

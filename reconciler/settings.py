@@ -26,6 +26,9 @@ class ConnectionSettings:
     ca_bundle: str | None = None
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
+    # False for the sandbox the tool starts itself: a proxy set for the
+    # office's network must not get the requests to its loopback port.
+    use_proxy: bool = True
 
     def __repr__(self) -> str:
         return f"ConnectionSettings(url={self.url!r}, client_id={self.client_id!r})"

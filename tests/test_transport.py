@@ -238,6 +238,18 @@ def test_no_proxy_host_connects_directly(
     assert proxy.request_lines == []
 
 
+def test_sandbox_run_ignores_proxy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with ForwardProxy() as proxy:
+        monkeypatch.setenv("http_proxy", proxy.url)
+        result = run_cli("plan", "-f", str(write_yaml(tmp_path, THREE)), "--sandbox")
+    assert result.exit_code == 0, result.stderr
+    assert "Plan: 3 to create" in result.stdout
+    assert proxy.request_lines == []
+
+
 def test_https_through_one_connect_tunnel(
     https_pbx: SandboxServer,
     tls_files: TlsFiles,

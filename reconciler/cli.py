@@ -115,7 +115,9 @@ ConnectTimeoutOption = Annotated[
 ReadTimeoutOption = Annotated[
     float,
     typer.Option(
-        envvar="FREEPBX_READ_TIMEOUT", help="Seconds to wait for each response."
+        envvar="FREEPBX_READ_TIMEOUT",
+        help="Seconds to wait for the first byte of a response and for each "
+        "read after it; a response that keeps arriving is not cut off.",
     ),
 ]
 AllowHttpOption = Annotated[

@@ -75,7 +75,9 @@ class FreePBXClient:
         if proxy is not None:
             if proxy.authorization is not None:
                 register_secret(proxy.authorization.removeprefix("Basic "))
-            log.debug("connecting through the proxy %s:%d", proxy.host, proxy.port)
+            if proxy.password is not None:
+                register_secret(proxy.password)
+            log.debug("connecting through the proxy %s", proxy.address)
         self._connection = Connection(
             settings.url,
             ca_bundle=settings.ca_bundle,

@@ -149,6 +149,12 @@ def _check_url(url: str, allow_http: bool) -> str:
             "the FreePBX URL must not contain credentials; use FREEPBX_CLIENT_ID and "
             "FREEPBX_CLIENT_SECRET"
         )
+    if any(c.isspace() or not c.isprintable() or not c.isascii() for c in parts.path):
+        raise SettingsError(
+            f"invalid FreePBX URL {url!r}: its path contains a space, a control "
+            "character or a character outside ASCII; percent-encode it, for "
+            "example %20 for a space"
+        )
     if parts.scheme == "http" and not allow_http:
         raise SettingsError(
             f"refusing plain http:// URL {parts.scheme}://{parts.netloc}: the client "

@@ -22,7 +22,7 @@ import select
 import socket
 import ssl
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.message import Message
 from ipaddress import ip_address, ip_network
 from typing import TYPE_CHECKING, Any
@@ -92,11 +92,20 @@ class Response:
 
 @dataclass(frozen=True)
 class Proxy:
-    """An HTTP proxy: its address and the Proxy-Authorization value, if any."""
+    """An HTTP proxy: its address and the Proxy-Authorization value, if any.
+
+    `variable` names the environment variable it came from, for messages.
+    """
 
     host: str
     port: int
     authorization: str | None
+    password: str | None = field(default=None, repr=False, compare=False)
+    variable: str = field(default="https_proxy", compare=False)
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
 
 
 class Connection:
@@ -152,6 +161,17 @@ class Connection:
                 headers["Proxy-Authorization"] = self._proxy.authorization
         try:
             connection.request(method, target, body, headers)
+        except (http.client.InvalidURL, UnicodeError, ValueError) as error:
+            # http.client checks the request line and headers before it sends.
+            self.close()
+            log.debug("invalid request: %s: %s", type(error).__name__, error)
+            raise NotSent(_INVALID_REQUEST, retryable=False) from error
+        except BaseException as error:
+            self.close()
+            if isinstance(error, Exception):
+                raise NoAnswer(_answer_failure(error)) from error
+            raise
+        try:
             raw = connection.getresponse()
             content = _read_body(raw)
         except BaseException as error:
@@ -161,6 +181,9 @@ class Connection:
             raise
         if raw.will_close:
             self.close()
+        if raw.status == 407 and self._proxy is not None and self._scheme == "http":
+            # The proxy responded instead of forwarding, so the PBX saw nothing.
+            raise NotSent(_proxy_auth_failure(self._proxy, 407), retryable=False)
         response = Response(url, raw.status, raw.headers, content)
         if "Set-Cookie" in raw.headers:
             if self._cookies is None:
@@ -185,9 +208,7 @@ class Connection:
             raise
         except Exception as error:
             connection.close()
-            retryable = not isinstance(error, ssl.SSLError | ssl.CertificateError)
-            reason = _connect_failure(error, self._proxy)
-            raise NotSent(reason, retryable=retryable) from error
+            raise _connect_failure(error, self._proxy) from error
         assert connection.sock is not None
         connection.sock.settimeout(self._read_timeout)
         self._connection = connection
@@ -206,6 +227,7 @@ class Connection:
             connection = http.client.HTTPConnection(
                 host, port, timeout=self._connect_timeout
             )
+        connection.response_class = _FinalResponse
         if self._proxy is not None and self._scheme == "https":
             # CONNECT through the proxy; TLS then checks the PBX's own name.
             tunnel_headers = {}
@@ -254,11 +276,12 @@ def proxy_for(url: str, environ: dict[str, str]) -> Proxy | None:
             f"{variable} must be an http:// proxy URL such as "
             "http://proxy.example:3128; other proxy schemes are not supported"
         )
-    authorization = None
+    authorization = password = None
     if parts.username is not None:
-        pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        password = unquote(parts.password or "")
+        pair = f"{unquote(parts.username)}:{password}"
         authorization = "Basic " + base64.b64encode(pair.encode()).decode("ascii")
-    return Proxy(parts.hostname, port, authorization)
+    return Proxy(parts.hostname, port, authorization, password or None, variable)
 
 
 def _environment_value(environ: dict[str, str], name: str) -> tuple[str, str | None]:
@@ -322,24 +345,56 @@ def _was_dropped(sock: socket.socket) -> bool:
     return bool(readable)
 
 
+class _FinalResponse(http.client.HTTPResponse):
+    """A response that skips every interim 1xx response, not only 100 Continue.
+
+    http.client takes a 102 or 103 for the final response, which would leave
+    the real one in the socket to be read as the response to the next request.
+    """
+
+    def _read_status(self) -> tuple[str, int, str]:
+        while True:
+            version, status, reason = super()._read_status()  # type: ignore[misc]
+            if not 100 <= status < 200 or status == 101:
+                return version, status, reason
+            http.client.parse_headers(self.fp)  # the interim response's headers
+
+
 def _read_body(raw: http.client.HTTPResponse) -> bytes:
+    if raw.status < 200:
+        # 101 Switching Protocols, to a client that asked for no upgrade.
+        raise http.client.HTTPException(f"unexpected HTTP {raw.status}")
     encoding = (raw.headers.get("Content-Encoding") or "").strip().lower()
-    decoder = zlib.decompressobj(wbits=31) if encoding == "gzip" else None
+    decoder = zlib.decompressobj(wbits=31) if encoding in _GZIP else None
     chunks: list[bytes] = []
-    size = 0
+    received = size = 0
     while True:
         chunk = raw.read(1024 * 1024)
         if not chunk:
             break
+        received += len(chunk)
         if decoder is not None:
             chunk = decoder.decompress(chunk, MAX_BODY_BYTES + 1 - size)
         size += len(chunk)
         if size > MAX_BODY_BYTES:
             raise _BodyTooLarge
         chunks.append(chunk)
-    if decoder is not None and not decoder.eof:
+    if raw.length:
+        # HTTPResponse.read(amount) returns b"" when the connection closes
+        # before Content-Length bytes arrived, without raising IncompleteRead.
+        raise http.client.IncompleteRead(b"", raw.length)
+    if decoder is not None and received and not decoder.eof:
         raise zlib.error("gzip stream ends early")
     return b"".join(chunks)
+
+
+# HTTP/1.1 (RFC 2616, section 3.5) says that x-gzip is equivalent to gzip.
+_GZIP = ("gzip", "x-gzip")
+
+_INVALID_REQUEST = (
+    "the request contains a character that HTTP does not allow in a URL or "
+    "header; check FREEPBX_URL"
+)
 
 
 class _BodyTooLarge(Exception):
@@ -368,24 +423,45 @@ def _answer_failure(error: Exception) -> str:
     return "connection failed"
 
 
-def _connect_failure(error: Exception, proxy: Proxy | None) -> str:
-    """Word a failure to connect, before the request left."""
+def _connect_failure(error: Exception, proxy: Proxy | None) -> NotSent:
+    """Return the failure to connect, before the request left, in words."""
     log.debug("cannot connect: %s: %s", type(error).__name__, error)
     if isinstance(error, ssl.SSLError | ssl.CertificateError):
-        return tls_reason(str(error))
+        # A certificate that fails verification fails again on a retry.
+        return NotSent(tls_reason(str(error)), retryable=False)
     if isinstance(error, socket.gaierror):
-        return "host name not found (DNS)"
+        return NotSent("host name not found (DNS)")
     if isinstance(error, TimeoutError):
-        return "connection timed out"
+        return NotSent("connection timed out")
     if isinstance(error, ConnectionRefusedError):
-        return "connection refused"
+        return NotSent("connection refused")
     if isinstance(error, ConnectionResetError):
-        return "connection reset"
-    text = str(error)
-    if proxy is not None and text.startswith("Tunnel connection failed"):
-        status = text.partition(":")[2].strip()
-        return f"the proxy {proxy.host}:{proxy.port} rejected the tunnel ({status})"
-    return "connection failed"
+        return NotSent("connection reset")
+    if proxy is not None:
+        text = str(error)
+        if text.startswith("Tunnel connection failed"):
+            status = _printable(text.partition(":")[2].strip())
+            if status.startswith("407"):
+                return NotSent(_proxy_auth_failure(proxy, 407), retryable=False)
+            return NotSent(f"the proxy {proxy.address} rejected the tunnel ({status})")
+        if isinstance(error, http.client.HTTPException):
+            reason = f"the proxy {proxy.address} sent an invalid reply to CONNECT"
+            return NotSent(reason)
+    return NotSent("connection failed")
+
+
+def _proxy_auth_failure(proxy: Proxy, status: int) -> str:
+    if proxy.authorization is None:
+        fix = f"put user:password@ before its address in {proxy.variable}"
+    else:
+        fix = f"check the user and password in {proxy.variable}"
+    return f"the proxy {proxy.address} requires authentication (HTTP {status}); {fix}"
+
+
+def _printable(text: str, limit: int = 100) -> str:
+    """Return server text with control characters replaced, cut to `limit`."""
+    cleaned = "".join(c if c.isprintable() else "?" for c in text)
+    return cleaned if len(cleaned) <= limit else cleaned[:limit] + "..."
 
 
 def _add_cookies(jar: CookieJar, url: str, headers: dict[str, str]) -> None:

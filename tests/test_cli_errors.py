@@ -130,6 +130,28 @@ def test_unclosed_ipv6_url_rejected(
     )
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://127.0.0.1/free pbx",
+        "https://127.0.0.1/fréepbx",
+        "https://127.0.0.1/a\x7f",
+    ],
+)
+def test_url_path_outside_ascii_rejected(
+    in_tmp: Path, monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    monkeypatch.setenv("FREEPBX_CLIENT_SECRET", "secret")
+    result = run_cli("plan", "--url", url, "--client-id", "a")
+
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[-1] == (
+        f"Error: invalid FreePBX URL {url!r}: its path contains a space, a control "
+        "character or a character outside ASCII; percent-encode it, for example "
+        "%20 for a space"
+    )
+
+
 def test_missing_ca_bundle_rejected(
     in_tmp: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import select
 import socket
 import socketserver
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Self
 from urllib.parse import urlsplit
@@ -17,6 +20,7 @@ import pytest
 from conftest import TlsFiles, run_cli, write_yaml
 
 from reconciler.client import FreePBXClient
+from reconciler.errors import ApiError, OutcomeUnknown
 from reconciler.sandbox.server import SandboxServer
 from reconciler.settings import ConnectionSettings
 from reconciler.transport import Proxy, proxy_for
@@ -41,8 +45,12 @@ class LocalServer(socketserver.ThreadingTCPServer):
         self._thread = threading.Thread(target=self.serve_forever, daemon=True)
 
     @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.server_address[1]}"
+
+    @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
+        return f"http://{self.address}"
 
     def __enter__(self) -> Self:
         self._thread.start()
@@ -58,11 +66,15 @@ class ForwardProxy(LocalServer):
 
     It records each request line and Proxy-Authorization header it receives.
     When `password` is set, a request without `user:password` gets a 407.
+    When `connect_reply` is set, a CONNECT gets it instead of a tunnel.
     """
 
-    def __init__(self, password: str | None = None) -> None:
+    def __init__(
+        self, password: str | None = None, connect_reply: bytes | None = None
+    ) -> None:
         super().__init__(_ProxyHandler)
         self.password = password
+        self.connect_reply = connect_reply
         self.request_lines: list[str] = []
         self.authorizations: list[str | None] = []
 
@@ -71,39 +83,50 @@ class _ProxyHandler(socketserver.StreamRequestHandler):
     server: ForwardProxy
 
     def handle(self) -> None:
-        head = self.rfile.readline().decode("latin-1").rstrip("\r\n")
-        headers: dict[str, str] = {}
-        while line := self.rfile.readline().decode("latin-1").rstrip("\r\n"):
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
+        while head := self.rfile.readline().decode("latin-1").rstrip("\r\n"):
+            headers: dict[str, str] = {}
+            while line := self.rfile.readline().decode("latin-1").rstrip("\r\n"):
+                name, _, value = line.partition(":")
+                headers[name.strip().lower()] = value.strip()
+            if not self._serve(head, headers):
+                return
 
+    def _serve(self, head: str, headers: dict[str, str]) -> bool:
+        """Serve one request; return whether the connection stays open."""
         self.server.request_lines.append(head)
-        authorization = headers.get("proxy-authorization")
+        authorization = headers.pop("proxy-authorization", None)
         self.server.authorizations.append(authorization)
+        method, target, _ = head.split(" ", 2)
+        body = self.rfile.read(int(headers.get("content-length", "0")))
         if self.server.password is not None:
             pair = f"user:{self.server.password}".encode()
             if authorization != "Basic " + base64.b64encode(pair).decode():
                 self.wfile.write(b"HTTP/1.1 407 Proxy Authentication Required\r\n")
                 self.wfile.write(b"Content-Length: 0\r\n\r\n")
-                return
+                return True
 
-        method, target, _ = head.split(" ", 2)
         if method == "CONNECT":
+            if self.server.connect_reply is not None:
+                self.wfile.write(self.server.connect_reply)
+                return False
             host, _, port = target.rpartition(":")
             upstream = socket.create_connection((host, int(port)))
             self.wfile.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
             self._relay(upstream)
-            return
-        # One absolute-form request per connection, sent on in origin form.
+            return False
+
+        # Each absolute-form request goes on in origin form over a new
+        # connection that the PBX closes after its response.
         parts = urlsplit(target)
-        body = self.rfile.read(int(headers.get("content-length", "0")))
-        headers.pop("proxy-authorization", None)
         headers["connection"] = "close"
         lines = [f"{method} {parts.path} HTTP/1.1"]
         lines += [f"{name}: {value}" for name, value in headers.items()]
         upstream = socket.create_connection((parts.hostname, parts.port or 80))
-        upstream.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
-        self._relay(upstream)
+        with upstream:
+            upstream.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+            while data := upstream.recv(65536):
+                self.wfile.write(data)
+        return True
 
     def _relay(self, upstream: socket.socket) -> None:
         sockets = [self.connection, upstream]
@@ -281,10 +304,72 @@ def test_tunnel_rejected_by_proxy(
         path = write_yaml(tmp_path, THREE)
         result = run_cli("plan", "-f", str(path), "--ca-bundle", str(tls_files.ca))
     assert result.exit_code == 1
-    address = proxy.url.removeprefix("http://")
+    address = proxy.address
     assert result.stderr.splitlines()[-1] == (
         f"Error: token request to {https_pbx.url}/admin/api/api/token failed: the "
-        f"proxy {address} rejected the tunnel (407 Proxy Authentication Required)"
+        f"proxy {address} requires authentication (HTTP 407); put user:password@ "
+        "before its address in https_proxy"
+    )
+    # A proxy that rejects the credentials rejects them again: no retries.
+    assert len(proxy.request_lines) == 1
+
+
+def test_http_proxy_requiring_auth(
+    pbx_env: SandboxServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with ForwardProxy(password=PROXY_PASSWORD) as proxy:
+        monkeypatch.setenv("HTTP_PROXY", f"http://user:wrong@{proxy.address}")
+        result = run_cli("plan", "-f", str(write_yaml(tmp_path, THREE)), "--allow-http")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[-1] == (
+        f"Error: token request to {pbx_env.url}/admin/api/api/token failed: the "
+        f"proxy {proxy.address} requires authentication (HTTP 407); check the user "
+        "and password in HTTP_PROXY"
+    )
+    assert pbx_env.requests == []
+
+
+def test_proxy_reason_cleaned_and_masked(
+    https_pbx: SandboxServer,
+    tls_files: TlsFiles,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    fast_retries: None,
+) -> None:
+    reason = f"403 Forbidden for user:{PROXY_PASSWORD} \x1b[31m\x07"
+    reply = f"HTTP/1.1 {reason}\r\n\r\n".encode()
+    with ForwardProxy(connect_reply=reply) as proxy:
+        proxy_url = f"http://user:{PROXY_PASSWORD}@{proxy.address}"
+        monkeypatch.setenv("https_proxy", proxy_url)
+        path = write_yaml(tmp_path, THREE)
+        result = run_cli("plan", "-f", str(path), "--ca-bundle", str(tls_files.ca))
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[-1] == (
+        f"Error: token request to {https_pbx.url}/admin/api/api/token failed: the "
+        f"proxy {proxy.address} rejected the tunnel (403 Forbidden for user:*** "
+        "?[31m?)"
+    )
+    output = result.stdout + result.stderr
+    assert PROXY_PASSWORD not in output
+    assert "\x1b" not in output
+    assert "\x07" not in output
+
+
+def test_invalid_connect_reply(
+    https_pbx: SandboxServer,
+    tls_files: TlsFiles,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    fast_retries: None,
+) -> None:
+    with ForwardProxy(connect_reply=b"SSH-2.0-OpenSSH_9.6\r\n") as proxy:
+        monkeypatch.setenv("https_proxy", proxy.url)
+        path = write_yaml(tmp_path, THREE)
+        result = run_cli("plan", "-f", str(path), "--ca-bundle", str(tls_files.ca))
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[-1] == (
+        f"Error: token request to {https_pbx.url}/admin/api/api/token failed: the "
+        f"proxy {proxy.address} sent an invalid reply to CONNECT"
     )
 
 
@@ -306,44 +391,129 @@ def test_unsupported_proxy_is_one_error_line(
 # --- kept-alive connections -----------------------------------------------------------
 
 
-class OneAnswerServer(LocalServer):
-    """A GraphQL server that closes each connection after one answer.
+class ScriptedServer(LocalServer):
+    """A server that sends the raw bytes of `replies`, one per request, in order.
 
-    Its answers do not say `Connection: close`, as when a server's keep-alive
-    timeout ends an idle connection.
+    With `close_each`, it closes each connection after one reply without
+    saying `Connection: close`, as a server's keep-alive timeout does.
     """
 
-    def __init__(self) -> None:
-        super().__init__(_OneAnswerHandler)
+    def __init__(self, replies: list[bytes], close_each: bool = False) -> None:
+        super().__init__(_ScriptedHandler)
+        self.replies = replies
+        self.close_each = close_each
         self.connections = 0
 
 
-class _OneAnswerHandler(socketserver.StreamRequestHandler):
-    server: OneAnswerServer
+class _ScriptedHandler(socketserver.StreamRequestHandler):
+    server: ScriptedServer
 
     def handle(self) -> None:
         self.server.connections += 1
-        length = 0
-        while line := self.rfile.readline().strip():
-            name, _, value = line.decode("latin-1").partition(":")
-            if name.lower() == "content-length":
-                length = int(value)
-        self.rfile.read(length)
-        body = json.dumps({"data": {"connection": self.server.connections}}).encode()
-        head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\n"
-        self.wfile.write(head.encode() + b"Content-Type: application/json\r\n\r\n")
-        self.wfile.write(body)
+        while self.rfile.readline():
+            length = 0
+            while line := self.rfile.readline().strip():
+                name, _, value = line.decode("latin-1").partition(":")
+                if name.lower() == "content-length":
+                    length = int(value)
+            self.rfile.read(length)
+            self.wfile.write(self.server.replies.pop(0))
+            if self.server.close_each:
+                return
 
 
-def test_closed_idle_connection_replaced() -> None:
-    with OneAnswerServer() as server:
-        settings = ConnectionSettings(server.url, "id", "secret")
-        with FreePBXClient(settings) as client:
+def json_reply(data: object, status: str = "200 OK", *headers: str) -> bytes:
+    body = json.dumps({"data": data}).encode()
+    head = [f"HTTP/1.1 {status}", f"Content-Length: {len(body)}", *headers]
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+@pytest.fixture
+def client_of() -> Iterator[Callable[[ScriptedServer], FreePBXClient]]:
+    """Open a client with a token to a ScriptedServer; close it afterwards."""
+    with ExitStack() as stack:
+
+        def open_client(server: ScriptedServer) -> FreePBXClient:
+            settings = ConnectionSettings(server.url, "id", "secret")
+            client = stack.enter_context(FreePBXClient(settings))
             client._token = "test-token"
-            first = client.mutate("doreload", "mutation { doreload }", {})
-            time.sleep(0.2)  # the server closes the connection meanwhile
-            # A mutation is never resent, so it succeeds only if the client
-            # saw the closed connection before sending.
-            second = client.mutate("doreload", "mutation { doreload }", {})
-    assert first == {"connection": 1}
-    assert second == {"connection": 2}
+            return client
+
+        yield open_client
+
+
+def test_closed_idle_connection_replaced(
+    client_of: Callable[[ScriptedServer], FreePBXClient],
+) -> None:
+    replies = [json_reply({"n": 1}), json_reply({"n": 2})]
+    with ScriptedServer(replies, close_each=True) as server:
+        client = client_of(server)
+        first = client.mutate("doreload", "mutation { doreload }", {})
+        time.sleep(0.2)  # the server closes the connection meanwhile
+        # A mutation is never resent, so it succeeds only if the client
+        # saw the closed connection before sending.
+        second = client.mutate("doreload", "mutation { doreload }", {})
+    assert first == {"n": 1}
+    assert second == {"n": 2}
+    assert server.connections == 2
+
+
+def test_interim_responses_skipped(
+    client_of: Callable[[ScriptedServer], FreePBXClient],
+) -> None:
+    interim = b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n"
+    interim += b"HTTP/1.1 102 Processing\r\n\r\n"
+    replies = [interim + json_reply({"n": 1}), json_reply({"n": 2})]
+    with ScriptedServer(replies) as server:
+        client = client_of(server)
+        first = client.mutate("doreload", "mutation { doreload }", {})
+        second = client.query("fetchNeedReload", "query { fetchNeedReload }", {})
+    assert first == {"n": 1}
+    assert second == {"n": 2}
+    assert server.connections == 1
+
+
+def test_body_shorter_than_content_length(
+    client_of: Callable[[ScriptedServer], FreePBXClient],
+) -> None:
+    reply = b'HTTP/1.1 200 OK\r\nContent-Length: 500\r\n\r\n{"data": {"n": 1}}'
+    with ScriptedServer([reply], close_each=True) as server:
+        client = client_of(server)
+        with pytest.raises(OutcomeUnknown) as caught:
+            client.mutate("doreload", "mutation { doreload }", {})
+    assert str(caught.value) == (
+        f"doreload: no answer from {server.url}/admin/api/api/gql: the "
+        "connection closed before the whole answer arrived"
+    )
+
+
+def test_empty_gzip_redirect_is_api_error(
+    client_of: Callable[[ScriptedServer], FreePBXClient],
+) -> None:
+    reply = (
+        b"HTTP/1.1 302 Found\r\nLocation: /pbx/admin/api/api/gql\r\n"
+        b"Content-Encoding: gzip\r\nContent-Length: 0\r\n\r\n"
+    )
+    with ScriptedServer([reply]) as server:
+        client = client_of(server)
+        with pytest.raises(ApiError) as caught:
+            client.mutate("doreload", "mutation { doreload }", {})
+    # A redirect means the PBX did not run it, so the outcome is known.
+    assert str(caught.value) == (
+        f"doreload failed (HTTP 302): the request was redirected to {server.url}"
+        "/pbx/admin/api/api/gql and not resent; set FREEPBX_URL to the base URL "
+        "of that address"
+    )
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "x-gzip", "GZIP"])
+def test_gzip_encodings_decoded(
+    client_of: Callable[[ScriptedServer], FreePBXClient], encoding: str
+) -> None:
+    body = gzip.compress(b'{"data": {"n": 1}}')
+    head = f"HTTP/1.1 200 OK\r\nContent-Encoding: {encoding}\r\n"
+    head += f"Content-Length: {len(body)}\r\n\r\n"
+    with ScriptedServer([head.encode() + body]) as server:
+        client = client_of(server)
+        data = client.mutate("doreload", "mutation { doreload }", {})
+    assert data == {"n": 1}

@@ -182,7 +182,8 @@ class FreePBXClient:
                 return send()
             except (PbxUnreachable, OutcomeUnknown, _ServerFailure) as error:
                 # fetch_token retries on its own, so its failure is final.
-                if attempt == READ_ATTEMPTS or isinstance(error, _TokenRequestFailed):
+                final = _TokenRequestFailed | _LastingFailure
+                if attempt == READ_ATTEMPTS or isinstance(error, final):
                     raise _public(error) from None
                 delay = READ_BACKOFF_SECONDS * 2 ** (attempt - 1)
                 log.warning(
@@ -308,6 +309,10 @@ _BAD_REDIRECT = (
 
 class _TokenRequestFailed(PbxUnreachable):
     """A token request that got no response, after fetch_token's retries."""
+
+
+class _LastingFailure(PbxUnreachable):
+    """A request that never left and would fail the same way if sent again."""
 
 
 class _AuthRejected(ReconcilerError):
@@ -530,5 +535,6 @@ def _connection_error(
     operation: str, error: TransportError, url: str
 ) -> ReconcilerError:
     if isinstance(error, NotSent):
-        return PbxUnreachable(f"{operation}: cannot reach {url}: {error}")
+        unreachable = PbxUnreachable if error.retryable else _LastingFailure
+        return unreachable(f"{operation}: cannot reach {url}: {error}")
     return OutcomeUnknown(f"{operation}: no answer from {url}: {error}")

@@ -20,7 +20,7 @@ import pytest
 from conftest import TlsFiles, run_cli, write_yaml
 
 from reconciler.client import FreePBXClient
-from reconciler.errors import ApiError, OutcomeUnknown
+from reconciler.errors import ApiError, OutcomeUnknown, PbxUnreachable
 from reconciler.sandbox.server import SandboxServer
 from reconciler.settings import ConnectionSettings
 from reconciler.transport import Proxy, proxy_for
@@ -329,6 +329,18 @@ def test_http_proxy_requiring_auth(
     assert pbx_env.requests == []
 
 
+def test_read_rejected_by_proxy_not_retried(
+    pbx: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = ConnectionSettings(pbx.url, pbx.client_id, pbx.client_secret)
+    with ForwardProxy(password=PROXY_PASSWORD) as proxy:
+        monkeypatch.setenv("http_proxy", proxy.url)
+        with FreePBXClient(settings) as client, pytest.raises(PbxUnreachable):
+            client._token = "test-token"
+            client.query("fetchNeedReload", "query { fetchNeedReload }", {})
+    assert len(proxy.request_lines) == 1
+
+
 def test_proxy_reason_cleaned_and_masked(
     https_pbx: SandboxServer,
     tls_files: TlsFiles,
@@ -434,7 +446,7 @@ def client_of() -> Iterator[Callable[[ScriptedServer], FreePBXClient]]:
     with ExitStack() as stack:
 
         def open_client(server: ScriptedServer) -> FreePBXClient:
-            settings = ConnectionSettings(server.url, "id", "secret")
+            settings = ConnectionSettings(server.url, "id", "scripted-server-secret")
             client = stack.enter_context(FreePBXClient(settings))
             client._token = "test-token"
             return client

@@ -948,7 +948,6 @@ def _setup_logging(debug: bool) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if debug else logging.WARNING)
-    logging.getLogger("urllib3").setLevel(logging.DEBUG if debug else logging.WARNING)
 
 
 @contextmanager

@@ -7,9 +7,9 @@ PBX), with a reason worded for the user. Redirects are returned, never
 followed. A proxy comes from the standard environment variables
 (`https_proxy`, `http_proxy`, `all_proxy`, `no_proxy`).
 
-requests and urllib3 cost about 0.5 ms of CPU per request more than this
-(measured against the sandbox on a 2-core VM), which at 1,000 requests was a
-measurable part of an apply's wall time.
+With requests and urllib3, an apply spent 1.1-1.5 ms of CPU per request;
+with this module it spends about 0.8 ms (bench/run.py against the sandbox,
+docs/benchmarks.md).
 """
 
 from __future__ import annotations

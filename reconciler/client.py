@@ -460,10 +460,11 @@ def _oauth_error_message(body: Any) -> str | None:
     if isinstance(error, dict):
         # FreePBX 17 (Whoops): {"error": {"type": "...OAuthServerException",
         # "message": "The resource owner or authorization server denied ..."}}
-        message = str(error.get("message", ""))
-        words = f"{error.get('type', '')} {message}".lower()
-        if "oauth" in words or "access token" in words:
-            return message or "access denied"
+        # Only the exception's class counts, because a mutation is sent again
+        # after a rejected token: a PHP error of a mutation that ran may
+        # mention a token in its message.
+        if str(error.get("type", "")).endswith("OAuthServerException"):
+            return str(error.get("message") or "access denied")
         return None
     if error == "access_denied":
         hint = body.get("hint")

@@ -190,6 +190,14 @@ def graphql_paths(server: SandboxServer) -> list[str]:
             "server error HTTP 500",
             3,
         ),
+        (
+            500,
+            JSON,
+            b'{"error": {"type": "ErrorException", "message": "Invalid access '
+            b'token for the OAuth provider of a trunk"}}',
+            "server error HTTP 500",
+            3,
+        ),
     ],
 )
 def test_response_without_data_or_errors(

@@ -109,7 +109,9 @@ CaBundleOption = Annotated[
 ConnectTimeoutOption = Annotated[
     float,
     typer.Option(
-        envvar="FREEPBX_CONNECT_TIMEOUT", help="Seconds to wait for a connection."
+        envvar="FREEPBX_CONNECT_TIMEOUT",
+        help="Seconds to wait for a connection, including a proxy's tunnel and "
+        "the TLS handshake.",
     ),
 ]
 ReadTimeoutOption = Annotated[

@@ -25,6 +25,7 @@ from reconciler.errors import (
     OutcomeUnknown,
     PbxUnreachable,
     ReconcilerError,
+    SettingsError,
     TokenError,
     TokenRejected,
 )
@@ -70,8 +71,7 @@ class FreePBXClient:
             try:
                 proxy = proxy_for(settings.url, dict(os.environ))
             except ValueError as error:
-                problem = f"cannot reach {settings.url}: {error}"
-                raise PbxUnreachable(problem) from None
+                raise SettingsError(str(error)) from None
         if proxy is not None:
             if proxy.authorization is not None:
                 register_secret(proxy.authorization.removeprefix("Basic "))

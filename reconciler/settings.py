@@ -108,16 +108,22 @@ def _check_credential(name: str, value: str, forbidden: str) -> None:
     )
 
 
+# A day. Python on Linux x86_64 raises OverflowError for a socket timeout
+# of 9.3e9 s, and no PBX takes longer than a day to respond.
+MAX_TIMEOUT_SECONDS = 86_400
+
+
 def check_timeouts(connect_timeout: float, read_timeout: float) -> None:
     """Raise SettingsError unless both timeouts are positive, finite seconds."""
     for flag, variable, value in (
         ("--connect-timeout", "FREEPBX_CONNECT_TIMEOUT", connect_timeout),
         ("--read-timeout", "FREEPBX_READ_TIMEOUT", read_timeout),
     ):
-        if not math.isfinite(value) or value <= 0:
+        if not math.isfinite(value) or value <= 0 or value > MAX_TIMEOUT_SECONDS:
             raise SettingsError(
                 f"invalid {flag} ({variable}) {value:g}: a timeout must be a "
-                "positive number of seconds, for example 10"
+                f"positive number of seconds up to {MAX_TIMEOUT_SECONDS:,}, for "
+                "example 10"
             )
 
 

@@ -15,6 +15,7 @@ docs/benchmarks.md).
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import json
 import logging
@@ -24,7 +25,7 @@ import ssl
 import zlib
 from dataclasses import dataclass, field
 from email.message import Message
-from ipaddress import ip_address, ip_network
+from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
 from typing import TYPE_CHECKING, Any
 from urllib.parse import SplitResult, unquote, urlsplit
 
@@ -105,7 +106,7 @@ class Proxy:
 
     @property
     def address(self) -> str:
-        return f"{self.host}:{self.port}"
+        return _authority(self.host, self.port)
 
 
 class Connection:
@@ -169,7 +170,7 @@ class Connection:
         except BaseException as error:
             self.close()
             if isinstance(error, Exception):
-                raise NoAnswer(_answer_failure(error)) from error
+                raise self._no_answer(error) from error
             raise
         try:
             raw = connection.getresponse()
@@ -177,7 +178,7 @@ class Connection:
         except BaseException as error:
             self.close()
             if isinstance(error, Exception):
-                raise NoAnswer(_answer_failure(error)) from error
+                raise self._no_answer(error) from error
             raise
         if raw.will_close:
             self.close()
@@ -193,6 +194,12 @@ class Connection:
             _store_cookies(self._cookies, url, raw.headers)
         return response
 
+    def _no_answer(self, error: Exception) -> NoAnswer:
+        reason = _answer_failure(error)
+        if self._proxy is not None:
+            reason += f" (through the proxy {self._proxy.address})"
+        return NoAnswer(reason)
+
     def _open(self) -> http.client.HTTPConnection:
         """Return the kept-alive connection, or connect a new one."""
         connection = self._connection
@@ -201,40 +208,50 @@ class Connection:
                 return connection
             log.debug("the server closed the idle connection; connecting again")
         self.close()
-        connection = self._new_connection()
-        try:
-            connection.connect()
-        except NotSent:
-            raise
-        except Exception as error:
-            connection.close()
-            raise _connect_failure(error, self._proxy) from error
-        assert connection.sock is not None
-        connection.sock.settimeout(self._read_timeout)
+        connection = http.client.HTTPConnection(self._host, self._port)
+        connection.response_class = _FinalResponse
+        # Given a socket, http.client sends on it instead of connecting.
+        connection.sock = self._connect()
         self._connection = connection
         return connection
 
-    def _new_connection(self) -> http.client.HTTPConnection:
-        host, port = self._host, self._port
-        if self._proxy is not None:
-            host, port = self._proxy.host, self._proxy.port
-        connection: http.client.HTTPConnection
-        if self._scheme == "https":
-            connection = http.client.HTTPSConnection(
-                host, port, timeout=self._connect_timeout, context=self._context()
-            )
+    def _connect(self) -> socket.socket:
+        """Connect, through the proxy's tunnel and TLS as set; raise NotSent.
+
+        Each step is taken here, not by http.client, so that a failure names
+        the step: the proxy, the PBX's address or the TLS handshake.
+        """
+        proxy = self._proxy
+        if proxy is None:
+            sock = _open_socket(self._host, self._port, self._connect_timeout, None)
         else:
-            connection = http.client.HTTPConnection(
-                host, port, timeout=self._connect_timeout
-            )
-        connection.response_class = _FinalResponse
-        if self._proxy is not None and self._scheme == "https":
-            # CONNECT through the proxy; TLS then checks the PBX's own name.
-            tunnel_headers = {}
-            if self._proxy.authorization is not None:
-                tunnel_headers["Proxy-Authorization"] = self._proxy.authorization
-            connection.set_tunnel(self._host, self._port, tunnel_headers)
-        return connection
+            sock = _open_socket(proxy.host, proxy.port, self._connect_timeout, proxy)
+        try:
+            if proxy is not None and self._scheme == "https":
+                _open_tunnel(sock, proxy, _authority(self._host, self._port))
+            if self._scheme == "https":
+                sock = self._handshake(sock)
+            sock.settimeout(self._read_timeout)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    def _handshake(self, sock: socket.socket) -> socket.socket:
+        """Return `sock` wrapped in TLS, checked against the PBX's host name."""
+        context = self._context()
+        try:
+            return context.wrap_socket(sock, server_hostname=self._host)
+        except TimeoutError as error:
+            log.debug("TLS handshake: %s", error)
+            raise NotSent("TLS handshake timed out") from error
+        except (ssl.SSLError, ssl.CertificateError) as error:
+            log.debug("TLS handshake: %s: %s", type(error).__name__, error)
+            # A certificate that fails verification fails again on a retry.
+            raise NotSent(tls_reason(str(error)), retryable=False) from error
+        except OSError as error:
+            log.debug("TLS handshake: %s: %s", type(error).__name__, error)
+            raise NotSent(tls_reason(str(error))) from error
 
     def _context(self) -> ssl.SSLContext:
         if self._tls is None:
@@ -269,8 +286,14 @@ def proxy_for(url: str, environ: dict[str, str]) -> Proxy | None:
     try:
         parts = urlsplit(value)
         port = parts.port or 80
+        if parts.query or parts.fragment or parts.path not in ("", "/"):
+            raise ValueError("a character of the password split the URL")
     except ValueError:
-        raise ValueError(f"{variable} is not a valid proxy URL") from None
+        raise ValueError(
+            f"{variable} is not a valid proxy URL: give http://HOST:PORT with a "
+            "port from 1 to 65535, and percent-encode @ : / ? # in a user name "
+            "or password (%40 %3A %2F %3F %23)"
+        ) from None
     if parts.scheme != "http" or not parts.hostname:
         raise ValueError(
             f"{variable} must be an http:// proxy URL such as "
@@ -297,27 +320,35 @@ def _bypasses_proxy(parts: SplitResult, no_proxy: str) -> bool:
 
     Entries are host names (a leading dot allowed), IP addresses, networks
     in CIDR notation such as 10.0.0.0/8, each with an optional `:port`.
+    An IP address matches only an equal address or a network containing it.
     """
     host = (parts.hostname or "").lower()
+    port = str(parts.port or (443 if parts.scheme == "https" else 80))
+    address = _ip_address(host)
     for entry in no_proxy.replace(" ", "").lower().split(","):
         if entry == "*":
             return True
-        name, port = _split_port(entry)
-        if not name or (port and port != str(parts.port or "")):
+        name, entry_port = _split_port(entry)
+        if not name or (entry_port and entry_port != port):
             continue
         if "/" in name:
-            if _in_network(host, name):
+            if address is not None and _in_network(address, name):
                 return True
-            continue
-        name = name.lstrip(".")
-        if host == name or host.endswith("." + name):
+        elif address is not None:
+            if _ip_address(name) == address:
+                return True
+        elif host == name.lstrip(".") or host.endswith("." + name.lstrip(".")):
             return True
     return False
 
 
 def _split_port(entry: str) -> tuple[str, str]:
+    """Split a no_proxy entry into its name, address or network, and its port."""
     if entry.startswith("["):
         name, _, rest = entry[1:].partition("]")
+        if rest.startswith("/"):  # [::1]/128
+            prefix, _, port = rest.partition(":")
+            return name + prefix, port
         return name, rest.removeprefix(":")
     if entry.count(":") == 1:
         name, _, port = entry.partition(":")
@@ -325,10 +356,18 @@ def _split_port(entry: str) -> tuple[str, str]:
     return entry, ""  # a name, or an IPv6 address without brackets
 
 
-def _in_network(host: str, network: str) -> bool:
+def _ip_address(text: str) -> IPv4Address | IPv6Address | None:
     try:
-        return ip_address(host) in ip_network(network, strict=False)
-    except ValueError:  # the host is a name, or the entry is not a network
+        return ip_address(text)
+    except ValueError:
+        return None
+
+
+def _in_network(address: IPv4Address | IPv6Address, network: str) -> bool:
+    try:
+        return address in ip_network(network, strict=False)
+    except ValueError:
+        log.warning("no_proxy: %s is not a valid network, so it is ignored", network)
         return False
 
 
@@ -423,31 +462,67 @@ def _answer_failure(error: Exception) -> str:
     return "connection failed"
 
 
-def _connect_failure(error: Exception, proxy: Proxy | None) -> NotSent:
-    """Return the failure to connect, before the request left, in words."""
-    log.debug("cannot connect: %s: %s", type(error).__name__, error)
-    if isinstance(error, ssl.SSLError | ssl.CertificateError):
-        # A certificate that fails verification fails again on a retry.
-        return NotSent(tls_reason(str(error)), retryable=False)
+def _open_socket(
+    host: str, port: int, timeout: float, proxy: Proxy | None
+) -> socket.socket:
+    """Return a TCP connection to `host`, the PBX or its proxy; raise NotSent."""
+    try:
+        sock = socket.create_connection((host, port), timeout)
+    except OSError as error:
+        log.debug("cannot connect: %s: %s", type(error).__name__, error)
+        reason = _socket_failure(error)
+        if proxy is not None:
+            where = f"the proxy {proxy.address} ({proxy.variable})"
+            reason = f"cannot connect to {where}: {reason}"
+        raise NotSent(reason) from error
+    # Without TCP_NODELAY, a platform only loses latency.
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def _socket_failure(error: OSError) -> str:
     if isinstance(error, socket.gaierror):
-        return NotSent("host name not found (DNS)")
+        return "host name not found (DNS)"
     if isinstance(error, TimeoutError):
-        return NotSent("connection timed out")
+        return "connection timed out"
     if isinstance(error, ConnectionRefusedError):
-        return NotSent("connection refused")
+        return "connection refused"
     if isinstance(error, ConnectionResetError):
-        return NotSent("connection reset")
-    if proxy is not None:
-        text = str(error)
-        if text.startswith("Tunnel connection failed"):
-            status = _printable(text.partition(":")[2].strip())
-            if status.startswith("407"):
-                return NotSent(_proxy_auth_failure(proxy, 407), retryable=False)
-            return NotSent(f"the proxy {proxy.address} rejected the tunnel ({status})")
-        if isinstance(error, http.client.HTTPException):
-            reason = f"the proxy {proxy.address} sent an invalid reply to CONNECT"
-            return NotSent(reason)
-    return NotSent("connection failed")
+        return "connection reset"
+    return "connection failed"
+
+
+def _authority(host: str, port: int) -> str:
+    """Return `host:port` for a request line, with an IPv6 address in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _open_tunnel(sock: socket.socket, proxy: Proxy, authority: str) -> None:
+    """Ask the proxy on `sock` for a tunnel to `authority`; raise NotSent."""
+    lines = [f"CONNECT {authority} HTTP/1.1", f"Host: {authority}"]
+    if proxy.authorization is not None:
+        lines.append(f"Proxy-Authorization: {proxy.authorization}")
+    reply = http.client.HTTPResponse(sock, method="CONNECT")
+    try:
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("ascii"))
+        reply.begin()
+    except TimeoutError as error:
+        reason = f"the proxy {proxy.address} did not answer CONNECT in time"
+        raise NotSent(reason) from error
+    except http.client.HTTPException as error:
+        log.debug("CONNECT: %s: %s", type(error).__name__, error)
+        reason = f"the proxy {proxy.address} sent an invalid reply to CONNECT"
+        raise NotSent(reason) from error
+    except OSError as error:
+        log.debug("CONNECT: %s: %s", type(error).__name__, error)
+        reason = f"the proxy {proxy.address} closed the connection during CONNECT"
+        raise NotSent(reason) from error
+    if reply.status == 407:
+        raise NotSent(_proxy_auth_failure(proxy, 407), retryable=False)
+    if reply.status != 200:
+        status = _printable(f"{reply.status} {reply.reason}")
+        raise NotSent(f"the proxy {proxy.address} rejected the tunnel ({status})")
 
 
 def _proxy_auth_failure(proxy: Proxy, status: int) -> str:

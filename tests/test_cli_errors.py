@@ -106,6 +106,11 @@ def test_drift_still_exits_2(tmp_path: Path) -> None:
             "Error: invalid --read-timeout (FREEPBX_READ_TIMEOUT) 0: a timeout "
             "must be a positive number of seconds",
         ),
+        (
+            ("--read-timeout", "100000000000"),
+            "Error: invalid --read-timeout (FREEPBX_READ_TIMEOUT) 1e+11: a timeout "
+            "must be a positive number of seconds up to 86,400, for example 10",
+        ),
     ],
 )
 def test_sandbox_timeout_rejected(

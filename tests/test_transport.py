@@ -110,7 +110,11 @@ class _ProxyHandler(socketserver.StreamRequestHandler):
                 self.wfile.write(self.server.connect_reply)
                 return False
             host, _, port = target.rpartition(":")
-            upstream = socket.create_connection((host, int(port)))
+            try:
+                upstream = socket.create_connection((host.strip("[]"), int(port)))
+            except OSError:
+                self.wfile.write(b"HTTP/1.1 502 Bad Gateway\r\n\r\n")
+                return False
             self.wfile.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
             self._relay(upstream)
             return False
@@ -201,10 +205,19 @@ def test_proxy_from_environment(
         ("https://[::1]:8443", "[::1]:8443", True),
         ("https://[::1]", "::1", True),
         ("https://pbx.example", "", False),
+        ("https://127.0.0.1", "127.0.0.1:443", True),
+        ("http://127.0.0.1", "127.0.0.1:80", True),
+        ("http://127.0.0.1", "127.0.0.1:443", False),
+        ("https://[0:0::1]", "::1", True),
+        ("https://[::1]", "0:0::1", True),
+        ("https://[::1]", "[::1]/128", True),
+        ("https://127.0.0.1", ".0.0.1", False),
+        ("https://127.0.0.1", "127.0.0.1/33", False),
     ],
 )
 def test_no_proxy_entries(url: str, no_proxy: str, bypassed: bool) -> None:
-    environ = {"https_proxy": "http://p:1", "no_proxy": no_proxy}
+    environ = {"http_proxy": "http://p:1", "https_proxy": "http://p:1"}
+    environ["no_proxy"] = no_proxy
     proxy = proxy_for(url, environ)
     assert (proxy is None) == bypassed
 
@@ -217,13 +230,39 @@ def test_proxy_credentials_become_basic_auth() -> None:
 
 
 @pytest.mark.parametrize(
-    "value", ["socks5://user:secret@p:1080", "https://user:secret@p:1", "http://p:x"]
+    "value", ["socks5://user:secret@p:1080", "https://user:secret@p:1"]
 )
 def test_unusable_proxy_names_variable_only(value: str) -> None:
     with pytest.raises(ValueError) as caught:
         proxy_for("https://pbx.example", {"HTTPS_PROXY": value})
     assert "HTTPS_PROXY" in str(caught.value)
     assert "secret" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "http://p:x",
+        "http://p:99999",
+        "http://user:pa#ss-secret@p:1",
+        "http://user:pa/ss-secret@p:1",
+        "http://user:pa?ss-secret@p:1",
+    ],
+)
+def test_invalid_proxy_url_explained(value: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        proxy_for("https://pbx.example", {"https_proxy": value})
+    assert str(caught.value) == (
+        "https_proxy is not a valid proxy URL: give http://HOST:PORT with a port "
+        "from 1 to 65535, and percent-encode @ : / ? # in a user name or password "
+        "(%40 %3A %2F %3F %23)"
+    )
+
+
+def test_ipv6_proxy_address_in_brackets() -> None:
+    proxy = proxy_for("https://pbx.example", {"https_proxy": "http://[::1]:3128"})
+    assert proxy is not None
+    assert proxy.address == "[::1]:3128"
 
 
 # --- through a proxy -------------------------------------------------------------
@@ -290,6 +329,39 @@ def test_https_through_one_connect_tunnel(
     # Python 3.11 sends CONNECT as HTTP/1.0, later versions as HTTP/1.1.
     methods_and_targets = [line.rsplit(" ", 1)[0] for line in proxy.request_lines]
     assert methods_and_targets == [f"CONNECT {address}"]
+
+
+def test_proxy_down_named_in_error(
+    https_pbx: SandboxServer,
+    tls_files: TlsFiles,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    fast_retries: None,
+) -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{port}")
+    path = write_yaml(tmp_path, THREE)
+    result = run_cli("plan", "-f", str(path), "--ca-bundle", str(tls_files.ca))
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[-1] == (
+        f"Error: token request to {https_pbx.url}/admin/api/api/token failed: "
+        f"cannot connect to the proxy 127.0.0.1:{port} (HTTPS_PROXY): connection "
+        "refused"
+    )
+    assert https_pbx.requests == []
+
+
+def test_ipv6_tunnel_target_in_brackets(
+    monkeypatch: pytest.MonkeyPatch, fast_retries: None
+) -> None:
+    settings = ConnectionSettings("https://[::1]:8443", "id", "scripted-server-secret")
+    with ForwardProxy() as proxy:
+        monkeypatch.setenv("https_proxy", proxy.url)
+        with FreePBXClient(settings) as client, pytest.raises(PbxUnreachable):
+            client.fetch_token()
+    assert proxy.request_lines[0] == "CONNECT [::1]:8443 HTTP/1.1"
 
 
 def test_tunnel_rejected_by_proxy(
@@ -392,9 +464,8 @@ def test_unsupported_proxy_is_one_error_line(
     result = run_cli("plan", "-f", str(write_yaml(tmp_path, THREE)), "--allow-http")
     assert result.exit_code == 1
     assert result.stderr.splitlines()[-1] == (
-        f"Error: cannot reach {pbx_env.url}: http_proxy must be an http:// proxy "
-        "URL such as http://proxy.example:3128; other proxy schemes are not "
-        "supported"
+        "Error: http_proxy must be an http:// proxy URL such as "
+        "http://proxy.example:3128; other proxy schemes are not supported"
     )
     assert "s3cret-proxy" not in result.stdout + result.stderr
     assert pbx_env.requests == []
@@ -529,3 +600,53 @@ def test_gzip_encodings_decoded(
         client = client_of(server)
         data = client.mutate("doreload", "mutation { doreload }", {})
     assert data == {"n": 1}
+
+
+class SilentServer(LocalServer):
+    """A server that accepts connections and never sends a byte."""
+
+    def __init__(self) -> None:
+        super().__init__(_SilentHandler)
+        self.stopping = threading.Event()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopping.set()
+        super().__exit__(*exc)
+
+
+class _SilentHandler(socketserver.BaseRequestHandler):
+    server: SilentServer
+
+    def handle(self) -> None:
+        self.server.stopping.wait(10)
+
+
+def test_stalled_tls_handshake_named(fast_retries: None) -> None:
+    with SilentServer() as server:
+        url = server.url.replace("http://", "https://")
+        settings = ConnectionSettings(
+            url, "id", "scripted-server-secret", connect_timeout=0.3
+        )
+        with FreePBXClient(settings) as client, pytest.raises(PbxUnreachable) as caught:
+            client.fetch_token()
+    assert str(caught.value) == (
+        f"token request to {url}/admin/api/api/token failed: TLS handshake timed out"
+    )
+
+
+def test_no_answer_names_proxy(
+    monkeypatch: pytest.MonkeyPatch,
+    client_of: Callable[[ScriptedServer], FreePBXClient],
+) -> None:
+    with ScriptedServer([b"garbage\r\n\r\n"]) as proxy:
+        monkeypatch.setenv("http_proxy", proxy.url)
+        settings = ConnectionSettings(
+            "http://127.0.0.1:9", "id", "scripted-server-secret"
+        )
+        with FreePBXClient(settings) as client, pytest.raises(OutcomeUnknown) as caught:
+            client._token = "test-token"
+            client.mutate("doreload", "mutation { doreload }", {})
+    assert str(caught.value) == (
+        "doreload: no answer from http://127.0.0.1:9/admin/api/api/gql: the answer "
+        f"is not valid HTTP (through the proxy {proxy.address})"
+    )

@@ -199,7 +199,7 @@ def _report_interrupt() -> None:
 # --- validate -------------------------------------------------------------------
 
 
-@app.command()
+@app.command(short_help="Check files against the schema and rules, sending nothing.")
 def validate(
     files: Annotated[
         list[Path] | None,
@@ -235,7 +235,9 @@ def validate(
 # --- plan -----------------------------------------------------------------------
 
 
-@app.command()
+@app.command(
+    short_help="Show what apply would create, what drifted, what is unmanaged."
+)
 def plan(
     file: FileOption = Path("extensions.yaml"),
     url: UrlOption = None,
@@ -349,7 +351,7 @@ def _colourize(text: str) -> str:
 # --- apply ----------------------------------------------------------------------
 
 
-@app.command()
+@app.command(short_help="Create the missing extensions, apply config once, verify.")
 def apply(
     plan_file: Annotated[
         Path | None,
@@ -548,7 +550,7 @@ def _check_max_creates(count: int, flag: int | None, in_file: int | None) -> Non
 # --- export -----------------------------------------------------------------------
 
 
-@app.command()
+@app.command(short_help="Write the PBX's extensions as an extensions.yaml.")
 def export(
     output: Annotated[
         Path | None,
@@ -630,7 +632,7 @@ def _read_live_state_and_emails(
 # --- add --------------------------------------------------------------------------
 
 
-@app.command()
+@app.command(short_help="Append a new hire's entry to the file.")
 def add(
     name: Annotated[str, typer.Option(help="The new hire's name.")],
     email: Annotated[str, typer.Option(help="The new hire's email address.")],

@@ -372,3 +372,22 @@ def test_version_option() -> None:
     result = run_cli("--version")
     assert result.exit_code == 0
     assert result.stdout == f"reconciler {__version__}\n"
+
+
+def test_command_summaries_not_cut() -> None:
+    result = run_cli("--help")
+
+    assert result.exit_code == 0
+    commands = result.stdout.split("Commands:")[1].splitlines()
+    summaries = [line.split(None, 1) for line in commands if line.strip()]
+    assert [name for name, _ in summaries] == [
+        "validate",
+        "plan",
+        "apply",
+        "export",
+        "add",
+        "sandbox",
+    ]
+    for name, summary in summaries:
+        assert summary.endswith("."), name
+        assert not summary.endswith("..."), name

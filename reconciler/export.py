@@ -346,17 +346,17 @@ def _header_lines(
     if emails_read:
         lines += [
             "# Voicemail PINs, passwords and User Manager groups cannot be read",
-            "# through FreePBX's API and are not in this file. For",
+            "# through FreePBX's API and are not in this file.",
         ]
     else:
         lines += [
             "# Emails, voicemail PINs, passwords and User Manager settings cannot be",
             "# read through FreePBX's GraphQL API and are not in this file. Give each",
             "# entry its email before apply creates it on another PBX, or export",
-            "# with the scope rest:userman:read. For",
+            "# with the scope rest:userman:read.",
         ]
     lines += [
-        "# `reconciler add`, declare the numbers new hires take, for example:",
+        "# For `reconciler add`, declare the numbers new hires take, for example:",
         "#   numbering: {range: 4000-4999}",
     ]
     if skipped:

@@ -764,7 +764,13 @@ def sandbox(
         if tls_cert is None:
             typer.echo("Use --allow-http with plan and apply. Ctrl-C stops it.")
         else:
-            typer.echo("Pass --ca-bundle with plan and apply. Ctrl-C stops it.")
+            # A self-signed certificate is its own CA bundle; a certificate
+            # from a private CA needs that CA's file instead.
+            typer.echo(f"export FREEPBX_CA_BUNDLE={tls_cert.resolve()}")
+            typer.echo(
+                "Set FREEPBX_CA_BUNDLE to the CA's certificate instead if a CA "
+                f"signed {tls_cert.name}. Ctrl-C stops it."
+            )
         for option in fault or []:
             typer.echo(f"Fault: {option}")
 

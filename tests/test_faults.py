@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -754,3 +755,58 @@ def test_unreachable_pbx_skips_apply_config(
         result.stdout
     )
     assert "doreload" not in operations(pbx_env)
+
+
+def test_https_sandbox_prints_ca_bundle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("the openssl command is not installed")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    command = [sys.executable, "-m", "reconciler", "sandbox", "--port", "0"]
+    command += ["--state-file", str(tmp_path / "pbx.sqlite3")]
+    command += ["--tls-cert", str(cert), "--tls-key", str(key)]
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, text=True, env=_child_env(), cwd=ROOT
+    ) as child:
+        try:
+            assert child.stdout is not None
+            banner = [child.stdout.readline() for _ in range(6)]
+            settings = dict(line.split()[1].split("=", 1) for line in banner[1:5])
+            for name, value in settings.items():
+                monkeypatch.setenv(name, value)
+            result = run_cli("plan", "-f", str(ROOT / "extensions.yaml"))
+        finally:
+            _stop(child)
+    assert settings["FREEPBX_CA_BUNDLE"] == str(cert.resolve())
+    assert banner[5] == (
+        "Set FREEPBX_CA_BUNDLE to the CA's certificate instead if a CA signed "
+        "cert.pem. Ctrl-C stops it.\n"
+    )
+    assert result.exit_code == 0, result.stderr
+    assert "Plan: 13 to create" in result.stdout

@@ -98,6 +98,12 @@ def render_export(
 
 def check_output(path: Path, force: bool) -> None:
     """Raise ExportError when ``path`` exists and ``force`` is not set."""
+    if path.is_symlink() and not path.exists():
+        # Writing through it would create a file wherever the link points.
+        raise ExportError(
+            f"{path} is a symbolic link to the missing file {os.readlink(path)}; "
+            "remove the link or choose another file with -o"
+        )
     if path.exists() and not force:
         raise ExportError(
             f"{path} already exists; pass --force to overwrite it, or choose "

@@ -64,6 +64,12 @@ def check_out_path(out: Path, desired_path: Path, force: bool) -> None:
         )
     if out.is_dir():
         raise ReconcilerError(f"--out {out} is a directory; give a file name")
+    if out.is_symlink() and not out.exists():
+        # Writing through it would create a file wherever the link points.
+        raise ReconcilerError(
+            f"--out {out} is a symbolic link to the missing file "
+            f"{os.readlink(out)}; remove the link or name another file"
+        )
     if out.exists() and not force:
         raise ReconcilerError(
             f"--out {out} already exists; pass --force to overwrite it, or name "

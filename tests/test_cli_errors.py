@@ -197,6 +197,28 @@ def test_plan_out_never_overwrites_file(in_tmp: Path) -> None:
     assert (in_tmp / "extensions.yaml").read_text(encoding="utf-8") == ONE
 
 
+@pytest.mark.parametrize("force", [(), ("--force",)])
+def test_out_dangling_symlink_rejected(in_tmp: Path, force: tuple[str, ...]) -> None:
+    (in_tmp / "plan.json").symlink_to("elsewhere/plan.json")
+    (in_tmp / "export.yaml").symlink_to("missing.yaml")
+
+    planned = run_cli("plan", "--sandbox", "--out", "plan.json", *force)
+    exported = run_cli("export", "--sandbox", "-o", "export.yaml", *force)
+
+    assert planned.exit_code == 1
+    assert planned.stderr.splitlines()[-1] == (
+        "Error: --out plan.json is a symbolic link to the missing file "
+        "elsewhere/plan.json; remove the link or name another file"
+    )
+    assert planned.stdout == ""
+    assert exported.exit_code == 1
+    assert exported.stderr.splitlines()[-1] == (
+        "Error: export.yaml is a symbolic link to the missing file missing.yaml; "
+        "remove the link or choose another file with -o"
+    )
+    assert not (in_tmp / "missing.yaml").exists()
+
+
 def test_plan_out_existing_needs_force(in_tmp: Path) -> None:
     saved = in_tmp / "plan.json"
     saved.write_text("keep", encoding="utf-8")

@@ -110,8 +110,8 @@ ConnectTimeoutOption = Annotated[
     float,
     typer.Option(
         envvar="FREEPBX_CONNECT_TIMEOUT",
-        help="Seconds to wait for a connection, including a proxy's tunnel and "
-        "the TLS handshake.",
+        help="Seconds to wait for each reply while connecting: the TCP connect, "
+        "a proxy's tunnel and the TLS handshake.",
     ),
 ]
 ReadTimeoutOption = Annotated[

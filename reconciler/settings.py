@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
+from ipaddress import ip_address
 from pathlib import Path
 from urllib.parse import SplitResult, urlsplit
 
@@ -155,6 +156,11 @@ def _check_url(url: str, allow_http: bool) -> str:
             "the FreePBX URL must not contain credentials; use FREEPBX_CLIENT_ID and "
             "FREEPBX_CLIENT_SECRET"
         )
+    if not is_host_name(parts.hostname):
+        raise SettingsError(
+            f"invalid FreePBX URL {url!r}: the host is neither an IP address nor "
+            "a valid DNS name (labels of 1 to 63 characters, separated by dots)"
+        )
     if any(c.isspace() or not c.isprintable() or not c.isascii() for c in parts.path):
         raise SettingsError(
             f"invalid FreePBX URL {url!r}: its path contains a space, a control "
@@ -173,6 +179,24 @@ def _check_url(url: str, allow_http: bool) -> str:
         if path.endswith(suffix):
             path = path[: -len(suffix)]
     return f"{parts.scheme}://{parts.netloc}{path}"
+
+
+def is_host_name(host: str) -> bool:
+    """Tell whether `host` is an IP address or a name that DNS can look up.
+
+    A name may contain non-ASCII letters, which IDNA encodes; each label must
+    then be 1 to 63 characters, and the whole name at most 253.
+    """
+    try:
+        ip_address(host)
+        return True
+    except ValueError:
+        pass
+    try:
+        encoded = host.rstrip(".").encode("idna")
+    except UnicodeError:  # an empty or too long label
+        return False
+    return 0 < len(encoded) <= 253 and all(c > 32 for c in encoded)
 
 
 def _split_url(url: str) -> SplitResult:

@@ -29,6 +29,8 @@ from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
 from typing import TYPE_CHECKING, Any
 from urllib.parse import SplitResult, unquote, urlsplit
 
+from reconciler.settings import is_host_name
+
 if TYPE_CHECKING:
     from http.cookiejar import CookieJar
 
@@ -210,6 +212,8 @@ class Connection:
         self.close()
         connection = http.client.HTTPConnection(self._host, self._port)
         connection.response_class = _FinalResponse
+        # The Host header leaves out the scheme's own port, 443 for HTTPS.
+        connection.default_port = 443 if self._scheme == "https" else 80
         # Given a socket, http.client sends on it instead of connecting.
         connection.sock = self._connect()
         self._connection = connection
@@ -228,7 +232,7 @@ class Connection:
             sock = _open_socket(proxy.host, proxy.port, self._connect_timeout, proxy)
         try:
             if proxy is not None and self._scheme == "https":
-                _open_tunnel(sock, proxy, _authority(self._host, self._port))
+                _open_tunnel(sock, proxy, (self._host, self._port))
             if self._scheme == "https":
                 sock = self._handshake(sock)
             sock.settimeout(self._read_timeout)
@@ -242,16 +246,12 @@ class Connection:
         context = self._context()
         try:
             return context.wrap_socket(sock, server_hostname=self._host)
-        except TimeoutError as error:
-            log.debug("TLS handshake: %s", error)
-            raise NotSent("TLS handshake timed out") from error
-        except (ssl.SSLError, ssl.CertificateError) as error:
+        except Exception as error:
             log.debug("TLS handshake: %s: %s", type(error).__name__, error)
-            # A certificate that fails verification fails again on a retry.
-            raise NotSent(tls_reason(str(error)), retryable=False) from error
-        except OSError as error:
-            log.debug("TLS handshake: %s: %s", type(error).__name__, error)
-            raise NotSent(tls_reason(str(error))) from error
+            reason, retryable = _handshake_failure(error)
+            if self._proxy is not None:
+                reason += f" (through the proxy {self._proxy.address})"
+            raise NotSent(reason, retryable=retryable) from error
 
     def _context(self) -> ssl.SSLContext:
         if self._tls is None:
@@ -285,8 +285,8 @@ def proxy_for(url: str, environ: dict[str, str]) -> Proxy | None:
         value = "http://" + value
     try:
         parts = urlsplit(value)
-        port = parts.port or 80
-        if parts.query or parts.fragment or parts.path not in ("", "/"):
+        port = 80 if parts.port is None else parts.port
+        if parts.query or parts.fragment or parts.path not in ("", "/") or not port:
             raise ValueError("a character of the password split the URL")
     except ValueError:
         raise ValueError(
@@ -294,6 +294,11 @@ def proxy_for(url: str, environ: dict[str, str]) -> Proxy | None:
             "port from 1 to 65535, and percent-encode @ : / ? # in a user name "
             "or password (%40 %3A %2F %3F %23)"
         ) from None
+    if parts.hostname and not is_host_name(parts.hostname):
+        raise ValueError(
+            f"{variable} is not a valid proxy URL: its host is neither an IP "
+            "address nor a valid DNS name"
+        )
     if parts.scheme != "http" or not parts.hostname:
         raise ValueError(
             f"{variable} must be an http:// proxy URL such as "
@@ -309,9 +314,9 @@ def proxy_for(url: str, environ: dict[str, str]) -> Proxy | None:
 
 def _environment_value(environ: dict[str, str], name: str) -> tuple[str, str | None]:
     for variable in (name, name.upper()):
-        value = environ.get(variable)
+        value = environ.get(variable, "").strip()
         if value:
-            return variable, value.strip()
+            return variable, value
     return name, None
 
 
@@ -322,7 +327,7 @@ def _bypasses_proxy(parts: SplitResult, no_proxy: str) -> bool:
     in CIDR notation such as 10.0.0.0/8, each with an optional `:port`.
     An IP address matches only an equal address or a network containing it.
     """
-    host = (parts.hostname or "").lower()
+    host = (parts.hostname or "").lower().rstrip(".")
     port = str(parts.port or (443 if parts.scheme == "https" else 80))
     address = _ip_address(host)
     for entry in no_proxy.replace(" ", "").lower().split(","):
@@ -337,8 +342,10 @@ def _bypasses_proxy(parts: SplitResult, no_proxy: str) -> bool:
         elif address is not None:
             if _ip_address(name) == address:
                 return True
-        elif host == name.lstrip(".") or host.endswith("." + name.lstrip(".")):
-            return True
+        else:
+            domain = name.strip(".")
+            if host == domain or host.endswith("." + domain):
+                return True
     return False
 
 
@@ -430,6 +437,8 @@ def _read_body(raw: http.client.HTTPResponse) -> bytes:
 # HTTP/1.1 (RFC 2616, section 3.5) says that x-gzip is equivalent to gzip.
 _GZIP = ("gzip", "x-gzip")
 
+_INVALID_HOST = "the host name is not a valid DNS name"
+
 _INVALID_REQUEST = (
     "the request contains a character that HTTP does not allow in a URL or "
     "header; check FREEPBX_URL"
@@ -462,12 +471,30 @@ def _answer_failure(error: Exception) -> str:
     return "connection failed"
 
 
+def _handshake_failure(error: Exception) -> tuple[str, bool]:
+    """Return why a TLS handshake failed, and whether a new attempt may work."""
+    if isinstance(error, TimeoutError):
+        return "TLS handshake timed out", True
+    if isinstance(error, ConnectionResetError):
+        return "connection reset during the TLS handshake", True
+    if isinstance(error, UnicodeError):  # a host name that IDNA rejects
+        return _INVALID_HOST, False
+    reason = tls_reason(str(error))
+    # A failed certificate check, or a server that does not speak TLS, fails
+    # the same way again; a closed connection may not.
+    final = isinstance(error, ssl.SSLCertVerificationError | ssl.CertificateError)
+    final = final or any(code in str(error) for code in _NOT_TLS_REASONS)
+    return reason, final is False
+
+
 def _open_socket(
     host: str, port: int, timeout: float, proxy: Proxy | None
 ) -> socket.socket:
     """Return a TCP connection to `host`, the PBX or its proxy; raise NotSent."""
     try:
         sock = socket.create_connection((host, port), timeout)
+    except UnicodeError as error:  # a label that IDNA rejects, before any lookup
+        raise NotSent(_INVALID_HOST, retryable=False) from error
     except OSError as error:
         log.debug("cannot connect: %s: %s", type(error).__name__, error)
         reason = _socket_failure(error)
@@ -494,16 +521,27 @@ def _socket_failure(error: OSError) -> str:
 
 
 def _authority(host: str, port: int) -> str:
-    """Return `host:port` for a request line, with an IPv6 address in brackets."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    """Return `host:port` for a request line.
+
+    An IPv6 address goes in brackets and a non-ASCII name is IDNA-encoded.
+    Raises UnicodeError for a name that IDNA rejects.
+    """
+    if ":" in host:
+        return f"[{host}]:{port}"
+    return f"{host.encode('idna').decode('ascii')}:{port}"
 
 
-def _open_tunnel(sock: socket.socket, proxy: Proxy, authority: str) -> None:
-    """Ask the proxy on `sock` for a tunnel to `authority`; raise NotSent."""
+def _open_tunnel(sock: socket.socket, proxy: Proxy, target: tuple[str, int]) -> None:
+    """Ask the proxy on `sock` for a tunnel to `target`; raise NotSent."""
+    try:
+        authority = _authority(*target)
+    except UnicodeError as error:
+        raise NotSent(_INVALID_HOST, retryable=False) from error
     lines = [f"CONNECT {authority} HTTP/1.1", f"Host: {authority}"]
     if proxy.authorization is not None:
         lines.append(f"Proxy-Authorization: {proxy.authorization}")
-    reply = http.client.HTTPResponse(sock, method="CONNECT")
+    # Interim 1xx replies are skipped, as for any request.
+    reply = _FinalResponse(sock, method="CONNECT")
     try:
         sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("ascii"))
         reply.begin()
@@ -518,9 +556,12 @@ def _open_tunnel(sock: socket.socket, proxy: Proxy, authority: str) -> None:
         log.debug("CONNECT: %s: %s", type(error).__name__, error)
         reason = f"the proxy {proxy.address} closed the connection during CONNECT"
         raise NotSent(reason) from error
+    finally:
+        # An open reply keeps a file on the socket, so closing it would not.
+        reply.close()
     if reply.status == 407:
         raise NotSent(_proxy_auth_failure(proxy, 407), retryable=False)
-    if reply.status != 200:
+    if not 200 <= reply.status < 300:  # any 2xx opens the tunnel (RFC 9110)
         status = _printable(f"{reply.status} {reply.reason}")
         raise NotSent(f"the proxy {proxy.address} rejected the tunnel ({status})")
 

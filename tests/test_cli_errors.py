@@ -135,6 +135,20 @@ def test_unclosed_ipv6_url_rejected(
     )
 
 
+def test_url_host_not_dns_name_rejected(
+    in_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FREEPBX_CLIENT_SECRET", "secret")
+    url = f"https://{'a' * 64}.example"
+    result = run_cli("plan", "--url", url, "--client-id", "a")
+
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[-1] == (
+        f"Error: invalid FreePBX URL {url!r}: the host is neither an IP address "
+        "nor a valid DNS name (labels of 1 to 63 characters, separated by dots)"
+    )
+
+
 @pytest.mark.parametrize(
     "url",
     [

@@ -66,15 +66,20 @@ class ForwardProxy(LocalServer):
 
     It records each request line and Proxy-Authorization header it receives.
     When `password` is set, a request without `user:password` gets a 407.
-    When `connect_reply` is set, a CONNECT gets it instead of a tunnel.
+    When `connect_reply` is set, a CONNECT gets it instead of a tunnel, and
+    `interim` is sent before the 200 of a tunnel.
     """
 
     def __init__(
-        self, password: str | None = None, connect_reply: bytes | None = None
+        self,
+        password: str | None = None,
+        connect_reply: bytes | None = None,
+        interim: bytes = b"",
     ) -> None:
         super().__init__(_ProxyHandler)
         self.password = password
         self.connect_reply = connect_reply
+        self.interim = interim
         self.request_lines: list[str] = []
         self.authorizations: list[str | None] = []
 
@@ -115,6 +120,7 @@ class _ProxyHandler(socketserver.StreamRequestHandler):
             except OSError:
                 self.wfile.write(b"HTTP/1.1 502 Bad Gateway\r\n\r\n")
                 return False
+            self.wfile.write(self.server.interim)
             self.wfile.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
             self._relay(upstream)
             return False
@@ -213,6 +219,8 @@ def test_proxy_from_environment(
         ("https://[::1]", "[::1]/128", True),
         ("https://127.0.0.1", ".0.0.1", False),
         ("https://127.0.0.1", "127.0.0.1/33", False),
+        ("https://pbx.example.", "example", True),
+        ("https://pbx.example", "example.", True),
     ],
 )
 def test_no_proxy_entries(url: str, no_proxy: str, bypassed: bool) -> None:
@@ -220,6 +228,20 @@ def test_no_proxy_entries(url: str, no_proxy: str, bypassed: bool) -> None:
     environ["no_proxy"] = no_proxy
     proxy = proxy_for(url, environ)
     assert (proxy is None) == bypassed
+
+
+def test_blank_no_proxy_falls_back() -> None:
+    environ = {"https_proxy": "http://p:1", "no_proxy": " ", "NO_PROXY": "example"}
+    assert proxy_for("https://pbx.example", environ) is None
+
+
+def test_proxy_host_must_be_dns_name() -> None:
+    with pytest.raises(ValueError) as caught:
+        proxy_for("https://pbx.example", {"https_proxy": f"http://{'a' * 64}.x:1"})
+    assert str(caught.value) == (
+        "https_proxy is not a valid proxy URL: its host is neither an IP address "
+        "nor a valid DNS name"
+    )
 
 
 def test_proxy_credentials_become_basic_auth() -> None:
@@ -244,6 +266,7 @@ def test_unusable_proxy_names_variable_only(value: str) -> None:
     [
         "http://p:x",
         "http://p:99999",
+        "http://p:0",
         "http://user:pa#ss-secret@p:1",
         "http://user:pa/ss-secret@p:1",
         "http://user:pa?ss-secret@p:1",
@@ -362,6 +385,58 @@ def test_ipv6_tunnel_target_in_brackets(
         with FreePBXClient(settings) as client, pytest.raises(PbxUnreachable):
             client.fetch_token()
     assert proxy.request_lines[0] == "CONNECT [::1]:8443 HTTP/1.1"
+
+
+def test_interim_connect_replies_skipped(
+    https_pbx: SandboxServer,
+    tls_files: TlsFiles,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    interim = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 102 Processing\r\n\r\n"
+    with ForwardProxy(interim=interim) as proxy:
+        monkeypatch.setenv("https_proxy", proxy.url)
+        path = write_yaml(tmp_path, THREE)
+        result = run_cli("plan", "-f", str(path), "--ca-bundle", str(tls_files.ca))
+    assert result.exit_code == 0, result.stderr
+    assert len(proxy.request_lines) == 1
+
+
+def test_closed_tunnel_names_proxy(
+    https_pbx: SandboxServer,
+    tls_files: TlsFiles,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    fast_retries: None,
+) -> None:
+    reply = b"HTTP/1.1 200 Connection established\r\n\r\n"
+    with ForwardProxy(connect_reply=reply) as proxy:
+        monkeypatch.setenv("https_proxy", proxy.url)
+        path = write_yaml(tmp_path, THREE)
+        result = run_cli("plan", "-f", str(path), "--ca-bundle", str(tls_files.ca))
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[-1] == (
+        f"Error: token request to {https_pbx.url}/admin/api/api/token failed: the "
+        "server closed the connection during the TLS handshake; check that it "
+        "serves HTTPS on this port, or use http:// with --allow-http if it serves "
+        f"plain HTTP (through the proxy {proxy.address})"
+    )
+    # A closed connection may not close again, so it was retried.
+    assert len(proxy.request_lines) == 3
+
+
+def test_idn_host_encoded_in_tunnel(
+    monkeypatch: pytest.MonkeyPatch, fast_retries: None
+) -> None:
+    host = "pbx.exämple.test"
+    settings = ConnectionSettings(f"https://{host}", "id", "scripted-server-secret")
+    reply = b"HTTP/1.1 403 Forbidden\r\n\r\n"
+    with ForwardProxy(connect_reply=reply) as proxy:
+        monkeypatch.setenv("https_proxy", proxy.url)
+        with FreePBXClient(settings) as client, pytest.raises(PbxUnreachable):
+            client.fetch_token()
+    punycode = host.encode("idna").decode("ascii")
+    assert proxy.request_lines[0] == f"CONNECT {punycode}:443 HTTP/1.1"
 
 
 def test_tunnel_rejected_by_proxy(
@@ -650,3 +725,60 @@ def test_no_answer_names_proxy(
         "doreload: no answer from http://127.0.0.1:9/admin/api/api/gql: the answer "
         f"is not valid HTTP (through the proxy {proxy.address})"
     )
+
+
+class FlakyTlsRelay(LocalServer):
+    """A relay to `target` that closes its first connection after one read.
+
+    To the client that is a TLS server closing the connection during the
+    handshake once, as a restarting web server or a load balancer may.
+    """
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        super().__init__(_FlakyRelayHandler)
+        self.target = target
+        self.connections = 0
+
+
+class _FlakyRelayHandler(socketserver.BaseRequestHandler):
+    server: FlakyTlsRelay
+
+    def handle(self) -> None:
+        self.server.connections += 1
+        if self.server.connections == 1:
+            self.request.recv(4096)
+            return
+        with socket.create_connection(self.server.target) as upstream:
+            sockets = [self.request, upstream]
+            while True:
+                readable, _, _ = select.select(sockets, [], [], 10)
+                if not readable:
+                    return
+                for source in readable:
+                    data = source.recv(65536)
+                    if not data:
+                        return
+                    other = upstream if source is self.request else self.request
+                    other.sendall(data)
+
+
+def test_handshake_closed_once_retried(
+    https_pbx: SandboxServer,
+    tls_files: TlsFiles,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    fast_retries: None,
+) -> None:
+    port = urlsplit(https_pbx.url).port
+    assert port is not None
+    with FlakyTlsRelay(("127.0.0.1", port)) as relay:
+        url = f"https://{relay.address}"
+        path = write_yaml(tmp_path, THREE)
+        result = run_cli(
+            "plan", "-f", str(path), "--url", url, "--ca-bundle", str(tls_files.ca)
+        )
+    assert result.exit_code == 0, result.stderr
+    assert "the server closed the connection during the TLS handshake" in (
+        result.stderr
+    )
+    assert relay.connections == 2

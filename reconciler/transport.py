@@ -561,7 +561,7 @@ def _open_tunnel(sock: socket.socket, proxy: Proxy, target: tuple[str, int]) -> 
         reply.close()
     if reply.status == 407:
         raise NotSent(_proxy_auth_failure(proxy, 407), retryable=False)
-    if not 200 <= reply.status < 300:  # any 2xx opens the tunnel (RFC 9110)
+    if not 200 <= reply.status < 300:  # a proxy confirms a tunnel with any 2xx
         status = _printable(f"{reply.status} {reply.reason}")
         raise NotSent(f"the proxy {proxy.address} rejected the tunnel ({status})")
 

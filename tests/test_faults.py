@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -810,3 +811,24 @@ def test_https_sandbox_prints_ca_bundle(
     )
     assert result.exit_code == 0, result.stderr
     assert "Plan: 13 to create" in result.stdout
+
+
+def test_stop_ends_delayed_request_cleanly(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = SandboxServer(tmp_path / "pbx.sqlite3")
+    server.start()
+    server.faults = Faults(latency_ms=60_000)
+    port = int(server.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as client:
+        client.sendall(b"POST /admin/api/api/token HTTP/1.1\r\nHost: x\r\n")
+        client.sendall(b"Content-Length: 0\r\n\r\n")
+        time.sleep(0.3)  # the request is now in its delay
+        server.stop()
+        # The delayed request closes unanswered, as if the PBX went away.
+        try:
+            answer = client.recv(1024)
+        except ConnectionResetError:
+            answer = b""
+    assert answer == b""
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []

@@ -175,6 +175,13 @@ class FaultInjector:
         self._reloads: dict[str, str] = {}
         self._last_reload_faulted = False
         self._adds: dict[str, _PendingAdd] = {}
+        # Set when the sandbox stops, to cut short the delays of requests
+        # in progress instead of making stop() wait them out.
+        self._stopping = threading.Event()
+
+    def stop(self) -> None:
+        """End the delays of requests in progress; they close unanswered."""
+        self._stopping.set()
 
     @property
     def faults(self) -> Faults:
@@ -201,8 +208,11 @@ class FaultInjector:
         """
         operation = _operation(request)
         faults, hits = self._count(operation)
-        if faults.latency_ms > 0 and (not faults.latency_on or hits(faults.latency_on)):
-            time.sleep(faults.latency_ms / 1000)
+        delayed = faults.latency_ms > 0 and (
+            not faults.latency_on or hits(faults.latency_on)
+        )
+        if delayed and self._stopping.wait(faults.latency_ms / 1000):
+            raise ConnectionDropped(operation)
         if hits(faults.reset_before_on):
             raise ConnectionDropped(operation)
         if hits(faults.http_500_on):

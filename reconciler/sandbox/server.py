@@ -11,6 +11,7 @@ tokens and reloads survive a restart.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import pathlib
@@ -182,6 +183,8 @@ class SandboxServer:
         """Stop serving and close the state file."""
         if self._httpd is not None:
             self._httpd.shutdown()
+            self._faults.stop()
+            self._httpd.close_open_connections()
             self._httpd.server_close()
             self._httpd = None
         if self._thread is not None:
@@ -382,6 +385,51 @@ class _SandboxHttpServer(ThreadingHTTPServer):
     daemon_threads = True
     sandbox: SandboxServer
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Kept-alive connections outlive shutdown(), which only stops
+        # accepting; stop() closes them so that no request reaches a
+        # sandbox whose state file is closed.
+        self.stopping = False
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
+        self._busy = 0
+        self._idle = threading.Condition()
+
+    def begin_request(self) -> bool:
+        """Count a request in; return False once the sandbox is stopping."""
+        with self._idle:
+            if self.stopping:
+                return False
+            self._busy += 1
+            return True
+
+    def end_request(self) -> None:
+        with self._idle:
+            self._busy -= 1
+            self._idle.notify_all()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._open_lock:
+            self._open.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._open_lock:
+            self._open.discard(request)
+        super().shutdown_request(request)
+
+    def close_open_connections(self, wait_seconds: float = 5.0) -> None:
+        """Let requests in progress finish, then shut down every connection."""
+        with self._idle:
+            self.stopping = True
+            self._idle.wait_for(lambda: self._busy == 0, timeout=wait_seconds)
+        with self._open_lock:
+            connections = list(self._open)
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+
     def handle_error(
         self, request: socket.socket | tuple[bytes, socket.socket], client_address: Any
     ) -> None:
@@ -423,6 +471,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self) -> None:
         request = self._read_request()
+        if not self.server.begin_request():
+            # The request came in as the sandbox stopped.
+            self.close_connection = True
+            return
         try:
             response = self.server.sandbox.handle(request)
         except ConnectionDropped:
@@ -434,6 +486,8 @@ class _Handler(BaseHTTPRequestHandler):
             response = HttpResponse(
                 500, (("Content-Type", "text/plain"),), b"sandbox error"
             )
+        finally:
+            self.server.end_request()
         self._write_response(response)
 
     def _read_request(self) -> HttpRequest:

@@ -110,16 +110,16 @@ ConnectTimeoutOption = Annotated[
     float,
     typer.Option(
         envvar="FREEPBX_CONNECT_TIMEOUT",
-        help="Seconds to wait for each reply while connecting: the TCP connect, "
-        "a proxy's tunnel and the TLS handshake.",
+        help="Seconds to wait for the TCP connect, and again for a proxy's "
+        "tunnel and the TLS handshake together.",
     ),
 ]
 ReadTimeoutOption = Annotated[
     float,
     typer.Option(
         envvar="FREEPBX_READ_TIMEOUT",
-        help="Seconds to wait for the first byte of a response and for each "
-        "read after it; a response that keeps arriving is not cut off.",
+        help="Seconds allowed for each request, from sending it to the last "
+        "byte of its response.",
     ),
 ]
 AllowHttpOption = Annotated[

@@ -19,9 +19,12 @@ import contextlib
 import http.client
 import json
 import logging
+import math
 import select
 import socket
 import ssl
+import threading
+import time
 import zlib
 from dataclasses import dataclass, field
 from email.message import Message
@@ -133,6 +136,7 @@ class Connection:
         self._proxy = proxy
         self._tls: ssl.SSLContext | None = None
         self._connection: http.client.HTTPConnection | None = None
+        self._watchdog = _Watchdog()
         # Created on the first Set-Cookie: FreePBX's API sets none, but a load
         # balancer in front of it may expect its cookie back.
         self._cookies: CookieJar | None = None
@@ -162,26 +166,31 @@ class Connection:
             target = url
             if self._proxy.authorization is not None:
                 headers["Proxy-Authorization"] = self._proxy.authorization
+        assert connection.sock is not None
+        # The read timeout also bounds the whole exchange, not only each wait.
+        self._watchdog.arm(connection.sock, self._read_timeout)
         try:
             connection.request(method, target, body, headers)
         except (http.client.InvalidURL, UnicodeError, ValueError) as error:
             # http.client checks the request line and headers before it sends.
+            self._watchdog.disarm()
             self.close()
             log.debug("invalid request: %s: %s", type(error).__name__, error)
             raise NotSent(_INVALID_REQUEST, retryable=False) from error
         except BaseException as error:
-            self.close()
-            if isinstance(error, Exception):
-                raise self._no_answer(error) from error
-            raise
+            failure = self._failed(error)
+            if failure is None:
+                raise
+            raise failure from error
         try:
             raw = connection.getresponse()
             content = _read_body(raw)
         except BaseException as error:
-            self.close()
-            if isinstance(error, Exception):
-                raise self._no_answer(error) from error
-            raise
+            failure = self._failed(error)
+            if failure is None:
+                raise
+            raise failure from error
+        self._watchdog.disarm()
         if raw.will_close:
             self.close()
         if raw.status == 407 and self._proxy is not None and self._scheme == "http":
@@ -196,8 +205,19 @@ class Connection:
             _store_cookies(self._cookies, url, raw.headers)
         return response
 
-    def _no_answer(self, error: Exception) -> NoAnswer:
+    def _failed(self, error: BaseException) -> NoAnswer | None:
+        """Close the connection; return the NoAnswer to raise for `error`.
+
+        Returns None for a KeyboardInterrupt or another BaseException, which
+        the caller raises as it is.
+        """
+        timed_out = self._watchdog.disarm()
+        self.close()
+        if not isinstance(error, Exception):
+            return None
         reason = _answer_failure(error)
+        if timed_out:
+            reason = "timed out waiting for the answer"
         if self._proxy is not None:
             reason += f" (through the proxy {self._proxy.address})"
         return NoAnswer(reason)
@@ -230,16 +250,37 @@ class Connection:
             sock = _open_socket(self._host, self._port, self._connect_timeout, None)
         else:
             sock = _open_socket(proxy.host, proxy.port, self._connect_timeout, proxy)
+        # The connect timeout also bounds the tunnel and the handshake.
+        self._watchdog.arm(sock, self._connect_timeout)
+        tunnel = proxy is not None and self._scheme == "https"
         try:
-            if proxy is not None and self._scheme == "https":
+            if proxy is not None and tunnel:
                 _open_tunnel(sock, proxy, (self._host, self._port))
+            tunnel = False
             if self._scheme == "https":
                 sock = self._handshake(sock)
             sock.settimeout(self._read_timeout)
+        except NotSent as error:
+            sock.close()
+            if self._watchdog.disarm():
+                raise NotSent(self._connect_timed_out(tunnel)) from error
+            raise
         except BaseException:
+            self._watchdog.disarm()
             sock.close()
             raise
+        if self._watchdog.disarm():
+            sock.close()
+            raise NotSent(self._connect_timed_out(tunnel))
         return sock
+
+    def _connect_timed_out(self, in_tunnel: bool) -> str:
+        """Word the connect timeout of the tunnel's step or the handshake's."""
+        if self._proxy is None:
+            return "TLS handshake timed out"
+        if in_tunnel:
+            return f"the proxy {self._proxy.address} did not answer CONNECT in time"
+        return f"TLS handshake timed out (through the proxy {self._proxy.address})"
 
     def _handshake(self, sock: socket.socket) -> socket.socket:
         """Return `sock` wrapped in TLS, checked against the PBX's host name."""
@@ -447,6 +488,65 @@ _INVALID_REQUEST = (
 
 class _BodyTooLarge(Exception):
     pass
+
+
+class _Watchdog:
+    """A thread that shuts down a socket whose step outlives its deadline.
+
+    A socket timeout limits each wait for data, so a server that sends a
+    byte just before each timeout could hold a step for ever. Arming costs a
+    lock and a few assignments per request: the thread sleeps until the
+    deadline it has seen and is woken only when a new one comes earlier.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._sock: socket.socket | None = None
+        self._deadline = 0.0
+        self._fired = False
+        self._sleeping_until = math.inf
+        self._thread: threading.Thread | None = None
+
+    def arm(self, sock: socket.socket, seconds: float) -> None:
+        with self._lock:
+            self._sock = sock
+            self._deadline = time.monotonic() + seconds
+            self._fired = False
+            earlier = self._deadline < self._sleeping_until
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._run, name="reconciler-http-deadline", daemon=True
+            )
+            self._thread.start()
+        elif earlier:
+            self._wake.set()
+
+    def disarm(self) -> bool:
+        """Stop watching; return whether the deadline passed and shut the socket."""
+        with self._lock:
+            self._sock = None
+            return self._fired
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                now = time.monotonic()
+                if self._sock is not None and now >= self._deadline:
+                    # Under the lock, so that the socket is still the one of
+                    # the step that ran late. The plain socket's shutdown is
+                    # used, also under TLS, to end a blocked read with EOF.
+                    self._fired = True
+                    with contextlib.suppress(OSError):
+                        socket.socket.shutdown(self._sock, socket.SHUT_RDWR)
+                    self._sock = None
+                if self._sock is None:
+                    self._sleeping_until = math.inf
+                else:
+                    self._sleeping_until = self._deadline
+                wait = self._sleeping_until - now
+            self._wake.wait(None if wait == math.inf else wait)
+            self._wake.clear()
 
 
 def _answer_failure(error: Exception) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import gzip
 import json
 import select
@@ -782,3 +783,62 @@ def test_handshake_closed_once_retried(
         result.stderr
     )
     assert relay.connections == 2
+
+
+class DripServer(LocalServer):
+    """A server that answers each request with `reply`, a byte every 0.2 s.
+
+    Each byte comes well within any read timeout, so only a limit on the
+    whole step stops the client waiting.
+    """
+
+    def __init__(self, reply: bytes) -> None:
+        super().__init__(_DripHandler)
+        self.reply = reply
+
+
+class _DripHandler(socketserver.StreamRequestHandler):
+    server: DripServer
+
+    def handle(self) -> None:
+        while self.rfile.readline().strip():
+            pass  # the request line and headers; the tests send no body
+        with contextlib.suppress(OSError):
+            for byte in self.server.reply:
+                self.wfile.write(bytes([byte]))
+                time.sleep(0.2)
+
+
+def test_dripping_answer_times_out(
+    client_of: Callable[[ScriptedServer], FreePBXClient],
+) -> None:
+    body = b'{"data": {"n": 1}}'
+    reply = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    with DripServer(reply) as server:
+        settings = ConnectionSettings(
+            server.url, "id", "scripted-server-secret", read_timeout=1.0
+        )
+        with FreePBXClient(settings) as client, pytest.raises(OutcomeUnknown) as caught:
+            client._token = "test-token"
+            client.mutate("doreload", "mutation { doreload }", {})
+    assert str(caught.value) == (
+        f"doreload: no answer from {server.url}/admin/api/api/gql: timed out "
+        "waiting for the answer"
+    )
+
+
+def test_dripping_connect_reply_times_out(
+    monkeypatch: pytest.MonkeyPatch, fast_retries: None
+) -> None:
+    reply = b"HTTP/1.1 200 Connection established\r\n\r\n"
+    with DripServer(reply) as proxy:
+        monkeypatch.setenv("https_proxy", proxy.url)
+        settings = ConnectionSettings(
+            "https://127.0.0.1:9", "id", "scripted-server-secret", connect_timeout=1.0
+        )
+        with FreePBXClient(settings) as client, pytest.raises(PbxUnreachable) as caught:
+            client.fetch_token()
+    assert str(caught.value) == (
+        "token request to https://127.0.0.1:9/admin/api/api/token failed: the "
+        f"proxy {proxy.address} did not answer CONNECT in time"
+    )

@@ -9,6 +9,7 @@ import json
 import select
 import socket
 import socketserver
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -841,4 +842,43 @@ def test_dripping_connect_reply_times_out(
     assert str(caught.value) == (
         "token request to https://127.0.0.1:9/admin/api/api/token failed: the "
         f"proxy {proxy.address} did not answer CONNECT in time"
+    )
+
+
+class TlsDripServer(DripServer):
+    """A DripServer behind TLS, with the test CA's certificate for 127.0.0.1."""
+
+    def __init__(self, reply: bytes, tls_files: TlsFiles) -> None:
+        super().__init__(reply)
+        self.RequestHandlerClass = _TlsDripHandler
+        self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.context.load_cert_chain(tls_files.cert, tls_files.key)
+
+
+class _TlsDripHandler(_DripHandler):
+    server: TlsDripServer
+
+    def setup(self) -> None:
+        self.request = self.server.context.wrap_socket(self.request, server_side=True)
+        super().setup()
+
+
+def test_dripping_tls_answer_times_out(tls_files: TlsFiles) -> None:
+    body = b'{"data": {"n": 1}}'
+    reply = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    with TlsDripServer(reply, tls_files) as server:
+        url = server.url.replace("http://", "https://")
+        settings = ConnectionSettings(
+            url,
+            "id",
+            "scripted-server-secret",
+            ca_bundle=str(tls_files.ca),
+            read_timeout=1.0,
+        )
+        with FreePBXClient(settings) as client, pytest.raises(OutcomeUnknown) as caught:
+            client._token = "test-token"
+            client.mutate("doreload", "mutation { doreload }", {})
+    assert str(caught.value) == (
+        f"doreload: no answer from {url}/admin/api/api/gql: timed out waiting for "
+        "the answer"
     )

@@ -117,7 +117,8 @@ class FreePBXClient:
                 response = self._post_token_request()
             except TransportError as error:
                 failure = f"token request to {settings.token_url} failed: {error}"
-                # A certificate that fails verification fails again on a retry.
+                # A failure that would repeat, such as a failed certificate
+                # check or a proxy's 407, is not retried.
                 if attempt == READ_ATTEMPTS or not error.retryable:
                     raise _TokenRequestFailed(failure) from None
             else:

@@ -124,7 +124,7 @@ class FreePBXClient:
             else:
                 if response.status < 500 or attempt == READ_ATTEMPTS:
                     break
-                failure = f"token request failed with HTTP {response.status}"
+                failure = f"token request failed with {_server_error(response)}"
             delay = READ_BACKOFF_SECONDS * 2 ** (attempt - 1)
             log.warning("%s; retrying in %.1f s", failure, delay)
             time.sleep(delay)
@@ -263,7 +263,7 @@ class FreePBXClient:
                 )
         if response.status >= 500:
             status = response.status
-            raise _ServerFailure(operation, f"server error HTTP {status}", status)
+            raise _ServerFailure(operation, _server_error(response), status)
         if response.is_redirect:
             raise ApiError(operation, _redirect_problem(response), response.status)
         return response
@@ -383,7 +383,7 @@ def _not_graphql_error(operation: str, response: Response, body: Any) -> Excepti
     if status == 401 or (status == 500 and oauth is not None):
         return _AuthRejected(oauth or "HTTP 401", status)
     if status >= 500:
-        return _ServerFailure(operation, f"server error HTTP {status}", status)
+        return _ServerFailure(operation, _server_error(response), status)
     if status >= 400:
         return ApiError(operation, f"unexpected HTTP {status}", status)
     if response.is_redirect:
@@ -501,10 +501,19 @@ def _token_from(response: Response, settings: ConnectionSettings) -> str:
                 "because it contains characters that a bearer token cannot "
                 "contain; check the FreePBX API module and its logs"
             )
-    raise TokenError(_token_failure(response.status, body, url, settings.scope))
+    raise TokenError(_token_failure(response, body, url, settings.scope))
 
 
-def _token_failure(status: int, body: Any, url: str, scope: str) -> str:
+def _server_error(response: Response) -> str:
+    """Return "server error HTTP N", naming a plain-HTTP proxy that may have sent it."""
+    problem = f"server error HTTP {response.status}"
+    if response.proxy is not None and response.status in (502, 503, 504):
+        problem += f" (from the proxy {response.proxy} or the PBX behind it)"
+    return problem
+
+
+def _token_failure(response: Response, body: Any, url: str, scope: str) -> str:
+    status = response.status
     code = body.get("error") if isinstance(body, dict) else None
     if code == "invalid_client":
         return (
@@ -522,10 +531,10 @@ def _token_failure(status: int, body: Any, url: str, scope: str) -> str:
     if isinstance(code, str):
         return f"token request to {url} failed: {code} (HTTP {status})"
     if status >= 500:
-        return (
-            f"token request to {url} failed: server error HTTP {status}; check the "
-            "FreePBX API module and its logs"
-        )
+        fix = "check the FreePBX API module and its logs"
+        if response.proxy is not None:
+            fix = "check the proxy's logs, then the FreePBX API module and its logs"
+        return f"token request to {url} failed: {_server_error(response)}; {fix}"
     return (
         f"token request to {url} failed: HTTP {status} without an OAuth2 answer; "
         "check that FREEPBX_URL is the base URL of the FreePBX web interface and that "

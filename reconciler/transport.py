@@ -71,12 +71,17 @@ class NoAnswer(TransportError):
 
 @dataclass(frozen=True)
 class Response:
-    """One HTTP response with its whole body, gzip already decoded."""
+    """One HTTP response with its whole body, gzip already decoded.
+
+    `proxy` is the address of the plain-HTTP proxy it came through, if any:
+    such a proxy may answer a request itself, for example with a 502.
+    """
 
     url: str
     status: int
     headers: Message
     body: bytes
+    proxy: str | None = None
 
     def header(self, name: str) -> str | None:
         value = self.headers.get(name)
@@ -196,7 +201,8 @@ class Connection:
         if raw.status == 407 and self._proxy is not None and self._scheme == "http":
             # The proxy responded instead of forwarding, so the PBX saw nothing.
             raise NotSent(_proxy_auth_failure(self._proxy, 407), retryable=False)
-        response = Response(url, raw.status, raw.headers, content)
+        via = self._proxy.address if self._proxy and self._scheme == "http" else None
+        response = Response(url, raw.status, raw.headers, content, via)
         if "Set-Cookie" in raw.headers:
             if self._cookies is None:
                 from http.cookiejar import CookieJar

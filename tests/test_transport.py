@@ -69,7 +69,8 @@ class ForwardProxy(LocalServer):
     It records each request line and Proxy-Authorization header it receives.
     When `password` is set, a request without `user:password` gets a 407.
     When `connect_reply` is set, a CONNECT gets it instead of a tunnel, and
-    `interim` is sent before the 200 of a tunnel.
+    `interim` is sent before the 200 of a tunnel. When `forward_reply` is
+    set, an absolute-form request gets it instead of being forwarded.
     """
 
     def __init__(
@@ -77,11 +78,13 @@ class ForwardProxy(LocalServer):
         password: str | None = None,
         connect_reply: bytes | None = None,
         interim: bytes = b"",
+        forward_reply: bytes | None = None,
     ) -> None:
         super().__init__(_ProxyHandler)
         self.password = password
         self.connect_reply = connect_reply
         self.interim = interim
+        self.forward_reply = forward_reply
         self.request_lines: list[str] = []
         self.authorizations: list[str | None] = []
 
@@ -126,6 +129,10 @@ class _ProxyHandler(socketserver.StreamRequestHandler):
             self.wfile.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
             self._relay(upstream)
             return False
+
+        if self.server.forward_reply is not None:
+            self.wfile.write(self.server.forward_reply)
+            return True
 
         # Each absolute-form request goes on in origin form over a new
         # connection that the PBX closes after its response.
@@ -312,6 +319,25 @@ def test_plan_through_http_proxy(
     output = result.stdout + result.stderr
     assert PROXY_PASSWORD not in output
     assert base64.b64encode(f"user:{PROXY_PASSWORD}".encode()).decode() not in output
+
+
+def test_proxy_bad_gateway_named(
+    pbx_env: SandboxServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    fast_retries: None,
+) -> None:
+    reply = b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n"
+    with ForwardProxy(forward_reply=reply) as proxy:
+        monkeypatch.setenv("http_proxy", proxy.url)
+        result = run_cli("plan", "-f", str(write_yaml(tmp_path, THREE)), "--allow-http")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[-1] == (
+        f"Error: token request to {pbx_env.url}/admin/api/api/token failed: server "
+        f"error HTTP 502 (from the proxy {proxy.address} or the PBX behind it); "
+        "check the proxy's logs, then the FreePBX API module and its logs"
+    )
+    assert pbx_env.requests == []
 
 
 def test_no_proxy_host_connects_directly(

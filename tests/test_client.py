@@ -477,7 +477,7 @@ def test_body_over_maximum_not_read(
 
 
 class CookieSandbox(SandboxServer):
-    """The sandbox behind a load balancer that sets a cookie on each answer."""
+    """The sandbox behind a load balancer that sets a cookie on each response."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -19,7 +19,7 @@ from typing import Self
 from urllib.parse import urlsplit
 
 import pytest
-from conftest import TlsFiles, run_cli, write_yaml
+from conftest import CliResult, TlsFiles, run_cli, write_yaml
 
 from reconciler.client import FreePBXClient
 from reconciler.errors import ApiError, OutcomeUnknown, PbxUnreachable
@@ -148,18 +148,23 @@ class _ProxyHandler(socketserver.StreamRequestHandler):
         return True
 
     def _relay(self, upstream: socket.socket) -> None:
-        sockets = [self.connection, upstream]
         with upstream:
-            while True:
-                readable, _, _ = select.select(sockets, [], [], 10)
-                if not readable:
-                    return
-                for source in readable:
-                    data = source.recv(65536)
-                    if not data:
-                        return
-                    target = upstream if source is self.connection else self.connection
-                    target.sendall(data)
+            relay(self.connection, upstream)
+
+
+def relay(client: socket.socket, upstream: socket.socket) -> None:
+    """Copy bytes both ways until either side closes or 10 s pass in silence."""
+    sockets = [client, upstream]
+    while True:
+        readable, _, _ = select.select(sockets, [], [], 10)
+        if not readable:
+            return
+        for source in readable:
+            data = source.recv(65536)
+            if not data:
+                return
+            target = upstream if source is client else client
+            target.sendall(data)
 
 
 @pytest.fixture
@@ -300,6 +305,12 @@ def test_ipv6_proxy_address_in_brackets() -> None:
 # --- through a proxy -------------------------------------------------------------
 
 
+def plan_over_https(tmp_path: Path, tls_files: TlsFiles) -> CliResult:
+    """Run plan on THREE against the HTTPS sandbox set in the environment."""
+    path = write_yaml(tmp_path, THREE)
+    return run_cli("plan", "-f", str(path), "--ca-bundle", str(tls_files.ca))
+
+
 def test_plan_through_http_proxy(
     pbx_env: SandboxServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -371,8 +382,7 @@ def test_https_through_one_connect_tunnel(
 ) -> None:
     with ForwardProxy() as proxy:
         monkeypatch.setenv("https_proxy", proxy.url)
-        path = write_yaml(tmp_path, THREE)
-        result = run_cli("plan", "-f", str(path), "--ca-bundle", str(tls_files.ca))
+        result = plan_over_https(tmp_path, tls_files)
     assert result.exit_code == 0, result.stderr
     assert "Plan: 3 to create" in result.stdout
     # The token and the read share one tunnel, and TLS checked the PBX's name.
@@ -393,8 +403,7 @@ def test_proxy_down_named_in_error(
         unused.bind(("127.0.0.1", 0))
         port = unused.getsockname()[1]
     monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{port}")
-    path = write_yaml(tmp_path, THREE)
-    result = run_cli("plan", "-f", str(path), "--ca-bundle", str(tls_files.ca))
+    result = plan_over_https(tmp_path, tls_files)
     assert result.exit_code == 1
     assert result.stderr.splitlines()[-1] == (
         f"Error: token request to {https_pbx.url}/admin/api/api/token failed: "
@@ -424,8 +433,7 @@ def test_interim_connect_replies_skipped(
     interim = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 102 Processing\r\n\r\n"
     with ForwardProxy(interim=interim) as proxy:
         monkeypatch.setenv("https_proxy", proxy.url)
-        path = write_yaml(tmp_path, THREE)
-        result = run_cli("plan", "-f", str(path), "--ca-bundle", str(tls_files.ca))
+        result = plan_over_https(tmp_path, tls_files)
     assert result.exit_code == 0, result.stderr
     assert len(proxy.request_lines) == 1
 
@@ -440,8 +448,7 @@ def test_closed_tunnel_names_proxy(
     reply = b"HTTP/1.1 200 Connection established\r\n\r\n"
     with ForwardProxy(connect_reply=reply) as proxy:
         monkeypatch.setenv("https_proxy", proxy.url)
-        path = write_yaml(tmp_path, THREE)
-        result = run_cli("plan", "-f", str(path), "--ca-bundle", str(tls_files.ca))
+        result = plan_over_https(tmp_path, tls_files)
     assert result.exit_code == 1
     assert result.stderr.splitlines()[-1] == (
         f"Error: token request to {https_pbx.url}/admin/api/api/token failed: the "
@@ -476,8 +483,7 @@ def test_tunnel_rejected_by_proxy(
 ) -> None:
     with ForwardProxy(password=PROXY_PASSWORD) as proxy:
         monkeypatch.setenv("https_proxy", proxy.url)
-        path = write_yaml(tmp_path, THREE)
-        result = run_cli("plan", "-f", str(path), "--ca-bundle", str(tls_files.ca))
+        result = plan_over_https(tmp_path, tls_files)
     assert result.exit_code == 1
     address = proxy.address
     assert result.stderr.splitlines()[-1] == (
@@ -528,8 +534,7 @@ def test_proxy_reason_cleaned_and_masked(
     with ForwardProxy(connect_reply=reply) as proxy:
         proxy_url = f"http://user:{PROXY_PASSWORD}@{proxy.address}"
         monkeypatch.setenv("https_proxy", proxy_url)
-        path = write_yaml(tmp_path, THREE)
-        result = run_cli("plan", "-f", str(path), "--ca-bundle", str(tls_files.ca))
+        result = plan_over_https(tmp_path, tls_files)
     assert result.exit_code == 1
     assert result.stderr.splitlines()[-1] == (
         f"Error: token request to {https_pbx.url}/admin/api/api/token failed: the "
@@ -551,8 +556,7 @@ def test_invalid_connect_reply(
 ) -> None:
     with ForwardProxy(connect_reply=b"SSH-2.0-OpenSSH_9.6\r\n") as proxy:
         monkeypatch.setenv("https_proxy", proxy.url)
-        path = write_yaml(tmp_path, THREE)
-        result = run_cli("plan", "-f", str(path), "--ca-bundle", str(tls_files.ca))
+        result = plan_over_https(tmp_path, tls_files)
     assert result.exit_code == 1
     assert result.stderr.splitlines()[-1] == (
         f"Error: token request to {https_pbx.url}/admin/api/api/token failed: the "
@@ -777,17 +781,7 @@ class _FlakyRelayHandler(socketserver.BaseRequestHandler):
             self.request.recv(4096)
             return
         with socket.create_connection(self.server.target) as upstream:
-            sockets = [self.request, upstream]
-            while True:
-                readable, _, _ = select.select(sockets, [], [], 10)
-                if not readable:
-                    return
-                for source in readable:
-                    data = source.recv(65536)
-                    if not data:
-                        return
-                    other = upstream if source is self.request else self.request
-                    other.sendall(data)
+            relay(self.request, upstream)
 
 
 def test_handshake_closed_once_retried(
@@ -813,7 +807,7 @@ def test_handshake_closed_once_retried(
 
 
 class DripServer(LocalServer):
-    """A server that answers each request with `reply`, a byte every 0.2 s.
+    """A server that responds to each request with `reply`, a byte every 0.2 s.
 
     Each byte comes well within any read timeout, so only a limit on the
     whole step stops the client waiting.

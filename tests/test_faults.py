@@ -126,33 +126,39 @@ def test_sandbox_command_rejects_bad_fault() -> None:
     assert "Error: invalid fault 'reload=sometimes'; use one of:" in result.stderr
 
 
-def test_sandbox_command_serves_faults(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    command = [
-        sys.executable,
-        "-m",
-        "reconciler",
-        "sandbox",
-        "--port",
-        "0",
-        "--state-file",
-        str(tmp_path / "pbx.sqlite3"),
-        "--fault",
-        "http-500=token",
-    ]
+def plan_against_sandbox_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, options: list[str], *args: str
+) -> tuple[list[str], dict[str, str], CliResult]:
+    """Run plan on the example against `reconciler sandbox OPTIONS`.
+
+    Returns the first six lines the sandbox printed, the settings of its
+    export lines, which plan got from the environment, and plan's result.
+    """
+    command = [sys.executable, "-m", "reconciler", "sandbox", "--port", "0"]
+    command += ["--state-file", str(tmp_path / "pbx.sqlite3"), *options]
     with subprocess.Popen(
         command, stdout=subprocess.PIPE, text=True, env=_child_env(), cwd=ROOT
     ) as child:
         try:
             assert child.stdout is not None
             banner = [child.stdout.readline() for _ in range(6)]
-            settings = dict(line.split()[1].split("=", 1) for line in banner[1:4])
+            exports = [line for line in banner if line.startswith("export ")]
+            settings = dict(line.split()[1].split("=", 1) for line in exports)
             for name, value in settings.items():
                 monkeypatch.setenv(name, value)
-            result = plan(ROOT / "extensions.yaml")
+            result = run_cli("plan", "-f", str(ROOT / "extensions.yaml"), *args)
         finally:
             _stop(child)
+    return banner, settings, result
+
+
+def test_sandbox_command_serves_faults(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    options = ["--fault", "http-500=token"]
+    banner, _, result = plan_against_sandbox_command(
+        tmp_path, monkeypatch, options, "--allow-http"
+    )
     assert banner[5] == "Fault: http-500=token\n"
     assert result.exit_code == 1
     assert "server error HTTP 500" in result.stderr
@@ -789,21 +795,10 @@ def test_https_sandbox_prints_ca_bundle(
         check=True,
         capture_output=True,
     )
-    command = [sys.executable, "-m", "reconciler", "sandbox", "--port", "0"]
-    command += ["--state-file", str(tmp_path / "pbx.sqlite3")]
-    command += ["--tls-cert", str(cert), "--tls-key", str(key)]
-    with subprocess.Popen(
-        command, stdout=subprocess.PIPE, text=True, env=_child_env(), cwd=ROOT
-    ) as child:
-        try:
-            assert child.stdout is not None
-            banner = [child.stdout.readline() for _ in range(6)]
-            settings = dict(line.split()[1].split("=", 1) for line in banner[1:5])
-            for name, value in settings.items():
-                monkeypatch.setenv(name, value)
-            result = run_cli("plan", "-f", str(ROOT / "extensions.yaml"))
-        finally:
-            _stop(child)
+    options = ["--tls-cert", str(cert), "--tls-key", str(key)]
+    banner, settings, result = plan_against_sandbox_command(
+        tmp_path, monkeypatch, options
+    )
     assert settings["FREEPBX_CA_BUNDLE"] == str(cert.resolve())
     assert banner[5] == (
         "Set FREEPBX_CA_BUNDLE to the CA's certificate instead if a CA signed "

@@ -7,9 +7,9 @@ PBX), with a reason worded for the user. Redirects are returned, never
 followed. A proxy comes from the standard environment variables
 (`https_proxy`, `http_proxy`, `all_proxy`, `no_proxy`).
 
-With requests and urllib3, an apply spent 1.1-1.5 ms of CPU per request;
-with this module it spends about 0.8 ms (bench/run.py against the sandbox,
-docs/benchmarks.md).
+With requests and urllib3, an apply spent 1.1-1.5 ms of CPU per request.
+With this module it spends about 0.8 ms, as bench/run.py measured against
+the sandbox (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ class Response:
     """One HTTP response with its whole body, gzip already decoded.
 
     `proxy` is the address of the plain-HTTP proxy it came through, if any:
-    such a proxy may answer a request itself, for example with a 502.
+    such a proxy may respond to a request itself, for example with a 502.
     """
 
     url: str
@@ -334,7 +334,9 @@ def proxy_for(url: str, environ: dict[str, str]) -> Proxy | None:
         parts = urlsplit(value)
         port = 80 if parts.port is None else parts.port
         if parts.query or parts.fragment or parts.path not in ("", "/") or not port:
-            raise ValueError("a character of the password split the URL")
+            # A path, query or fragment here means that an unencoded @ : / ? #
+            # of the password split the URL.
+            raise ValueError("the proxy URL has a path, query, fragment or port 0")
     except ValueError:
         raise ValueError(
             f"{variable} is not a valid proxy URL: give http://HOST:PORT with a "
@@ -481,7 +483,7 @@ def _read_body(raw: http.client.HTTPResponse) -> bytes:
     return b"".join(chunks)
 
 
-# HTTP/1.1 (RFC 2616, section 3.5) says that x-gzip is equivalent to gzip.
+# RFC 2616 (section 3.5) has applications treat x-gzip as equivalent to gzip.
 _GZIP = ("gzip", "x-gzip")
 
 _INVALID_HOST = "the host name is not a valid DNS name"
@@ -500,7 +502,7 @@ class _Watchdog:
     """A thread that shuts down a socket whose step outlives its deadline.
 
     A socket timeout limits each wait for data, so a server that sends a
-    byte just before each timeout could hold a step for ever. Arming costs a
+    byte just before each timeout could hold a step forever. Arming costs a
     lock and a few assignments per request: the thread sleeps until the
     deadline it has seen and is woken only when a new one comes earlier.
     """
@@ -557,7 +559,7 @@ class _Watchdog:
 
 def _answer_failure(error: Exception) -> str:
     """Word a failure after the request may have left."""
-    log.debug("no answer: %s: %s", type(error).__name__, error)
+    log.debug("no response: %s: %s", type(error).__name__, error)
     if isinstance(error, TimeoutError):
         return "timed out waiting for the answer"
     if isinstance(error, http.client.RemoteDisconnected):
@@ -587,10 +589,10 @@ def _handshake_failure(error: Exception) -> tuple[str, bool]:
         return _INVALID_HOST, False
     reason = tls_reason(str(error))
     # A failed certificate check, or a server that does not speak TLS, fails
-    # the same way again; a closed connection may not.
-    final = isinstance(error, ssl.SSLCertVerificationError | ssl.CertificateError)
-    final = final or any(code in str(error) for code in _NOT_TLS_REASONS)
-    return reason, final is False
+    # the same way again, but a closed connection may not.
+    certificate = isinstance(error, ssl.SSLCertVerificationError | ssl.CertificateError)
+    not_tls = any(code in str(error) for code in _NOT_TLS_REASONS)
+    return reason, not (certificate or not_tls)
 
 
 def _open_socket(
@@ -663,7 +665,7 @@ def _open_tunnel(sock: socket.socket, proxy: Proxy, target: tuple[str, int]) -> 
         reason = f"the proxy {proxy.address} closed the connection during CONNECT"
         raise NotSent(reason) from error
     finally:
-        # An open reply keeps a file on the socket, so closing it would not.
+        # The reply's file object would keep the socket open after close().
         reply.close()
     if reply.status == 407:
         raise NotSent(_proxy_auth_failure(proxy, 407), retryable=False)

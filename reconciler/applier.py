@@ -37,6 +37,10 @@ ReloadStatus = Literal[
 
 # Poll intervals grow from the first to the last value; the last bounds how long
 # a finished reload goes unnoticed.
+# NOTE: against the benchmark's 1 s sandbox reload, the last poll comes 0.29 s
+# after the reload ends. For an apply of 100 extensions at a 20 ms round trip
+# that alone is 8 % of the run, so such a small apply misses the 5 % target
+# (docs/benchmarks.md); larger applies and a real PBX's slower adds do not.
 FIRST_POLL_SECONDS = 0.25
 MAX_POLL_SECONDS = 1.0
 POLL_GROWTH = 1.5
